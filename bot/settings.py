@@ -1,0 +1,82 @@
+"""The one typed settings object, read from the environment and `.env`, built once in `main()`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
+
+
+def _parse_id_list(value: object) -> object:
+    """Accept "1, 2,3" and "" as well as JSON lists, so .env files stay readable."""
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            return value
+        return [int(part) for part in re.split(r"[,\s]+", value) if part]
+    return value
+
+
+IdList = Annotated[frozenset[int], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    telegram_bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org"
+
+    database_url: str = "sqlite+aiosqlite:///data/idefics-bot.sqlite3"
+    conversation_retention_days: int = Field(default=90, ge=0)
+
+    model_id: str = "HuggingFaceM4/idefics-9b-instruct"
+    model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    model_quantization: Literal["none", "8bit", "4bit"] = "none"
+    max_new_tokens: int = Field(default=512, ge=1, le=2048)
+    max_batch_size: int = Field(default=8, ge=1, le=64)
+    max_images_in_prompt: int = Field(default=4, ge=1, le=32)
+    prompt_preamble: str = "default"
+    modes_dir: Path | None = None
+    story_temperature: float = Field(default=0.9, gt=0, le=2)
+    story_top_p: float = Field(default=0.95, gt=0, le=1)
+
+    allowed_user_ids: IdList = frozenset()
+    allowed_chat_ids: IdList = frozenset()
+    admin_user_ids: IdList = frozenset()
+
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    stream_edit_interval_s: float = Field(default=1.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        return _parse_id_list(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def bot_api_base_url(self) -> str:
+        return f"{self.telegram_api_url}/bot"
+
+    @property
+    def bot_api_file_url(self) -> str:
+        return f"{self.telegram_api_url}/file/bot"
+
+    def token_looks_valid(self) -> bool:
+        return bool(TOKEN_PATTERN.match(self.telegram_bot_token.get_secret_value()))

@@ -1,0 +1,1 @@
+"""Everything that knows about IDEFICS and nothing about Telegram: loading, prompting, generation."""

@@ -1,0 +1,89 @@
+"""Plain value objects the store hands out; callers never see ORM rows or sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+
+class TurnStatus(str, Enum):
+    PENDING = "pending"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"  # an assistant answer replaced by /retry
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    first_name: str = ""
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatInfo:
+    id: int
+    type: str  # "private" | "group" | "supergroup" | "channel"
+    title: str | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """Image bytes as received; the store normalises them (EXIF-rotate, RGB, cap, re-encode)."""
+
+    data: bytes
+    file_unique_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: int
+    sha256: str
+    data: bytes  # normalised, re-encoded bytes
+    mime_type: str
+    width: int
+    height: int
+    file_unique_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    id: int
+    chat_id: int
+    user_id: int
+    created_at: datetime
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    id: int
+    conversation_id: int
+    position: int
+    role: str  # "user" | "assistant"
+    text: str
+    status: TurnStatus
+    images: tuple[StoredImage, ...] = ()
+    message_ids: tuple[int, ...] = ()  # Telegram message ids in the conversation's chat
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    time_to_first_token_s: float | None = None
+    total_s: float | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    users: int
+    chats: int
+    conversations: int
+    turns: int
+    images: int
+    image_bytes: int
+    turns_by_status: dict[str, int]
