@@ -30,7 +30,8 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
-    telegram_bot_token: SecretStr
+    # Optional here so that `migrate` and `make-tiny-model` run without one; `run` insists on it.
+    telegram_bot_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
 
     database_url: str = "sqlite+aiosqlite:///data/idefics-bot.sqlite3"
@@ -78,5 +79,10 @@ class Settings(BaseSettings):
     def bot_api_file_url(self) -> str:
         return f"{self.telegram_api_url}/file/bot"
 
-    def token_looks_valid(self) -> bool:
-        return bool(TOKEN_PATTERN.match(self.telegram_bot_token.get_secret_value()))
+    def token_problem(self) -> str | None:
+        """Why the token can't work, in words for the person running the bot; None when it looks right."""
+        if self.telegram_bot_token is None or not self.telegram_bot_token.get_secret_value().strip():
+            return "TELEGRAM_BOT_TOKEN is not set."
+        if not TOKEN_PATTERN.match(self.telegram_bot_token.get_secret_value().strip()):
+            return "TELEGRAM_BOT_TOKEN does not look like a bot token (it should look like 123456789:AAH...)."
+        return None

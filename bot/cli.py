@@ -1,0 +1,85 @@
+"""The `idefics-bot` command: run the bot, make the offline test checkpoint, upgrade the database."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bot.logging_setup import configure_logging
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOKEN_HELP = (
+    "To get a token, open Telegram, talk to @BotFather, send /newbot and follow the steps; then put the "
+    "token it gives you in a .env file next to where you run the bot, as TELEGRAM_BOT_TOKEN=123456789:AAH... "
+    "(see .env.example)."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idefics-bot", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="start the bot (the default)")
+    tiny = commands.add_parser("make-tiny-model", help="write a small random IDEFICS checkpoint (offline demos, tests)")
+    tiny.add_argument("directory", type=Path)
+    tiny.add_argument("--size", choices=["tiny", "small"], default="tiny")
+    commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    return parser
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        sys.exit(f"idefics-bot: invalid settings: {problems}. See .env.example for every setting.")
+
+
+def _run(settings: Settings) -> int:
+    problem = settings.token_problem()
+    if problem:
+        print(f"idefics-bot: {problem} {TOKEN_HELP}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, [settings.telegram_bot_token.get_secret_value()])
+    from bot.app import build_application  # heavy imports (torch) only for the command that needs them
+    from model.errors import ModelLoadError
+
+    application = build_application(settings)
+    try:
+        application.run_polling(allowed_updates=["message", "edited_message", "callback_query"])
+    except ModelLoadError as error:
+        print(f"idefics-bot: could not load the model. {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _make_tiny_model(directory: Path, size: str) -> int:
+    from model.tiny import make_tiny_checkpoint
+
+    path = make_tiny_checkpoint(directory, size=size)
+    print(f"Wrote a random {size} IDEFICS checkpoint to {path}. Use it with MODEL_ID={path}")
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    configure_logging(settings.log_level, [])
+    from storage.migrations import upgrade_database
+
+    upgrade_database(settings.database_url)
+    print("Database is at the latest revision.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "make-tiny-model":
+        return _make_tiny_model(args.directory, args.size)
+    settings = _load_settings()
+    if args.command == "migrate":
+        return _migrate(settings)
+    return _run(settings)

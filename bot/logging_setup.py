@@ -1,0 +1,64 @@
+"""Logging for the bot, with the bot token scrubbed from every record before any handler sees it.
+
+python-telegram-bot (at DEBUG) and httpx (at INFO) log request URLs, and Telegram puts the token in the
+URL path. A filter on one handler would miss handlers added later (pytest's caplog, a user's own), so the
+scrubbing happens where records are born: in the log record factory.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from urllib.parse import quote
+
+REDACTED = "<redacted-token>"
+# Anything shaped like a bot token, also ones we were not told about (e.g. a second bot in the same process).
+TOKEN_SHAPE = re.compile(r"\d{3,20}(?::|%3A)[A-Za-z0-9_-]{30,}")
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return TOKEN_SHAPE.sub(REDACTED, text)
+
+
+def install_token_redaction(secrets: Iterable[str]) -> None:
+    """Make every log record created from now on free of the given secrets and of token-shaped strings."""
+    known = tuple(
+        sorted({variant for s in secrets if s for variant in (s, quote(s, safe=""))}, key=len, reverse=True)
+    )
+    previous_factory = logging.getLogRecordFactory()
+    if getattr(previous_factory, "redacts_tokens", False):
+        previous_factory = previous_factory.wrapped  # re-installing replaces, never stacks
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous_factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is the caller's bug; still never leak the raw args
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg, record.args = _scrub(message, known), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _scrub(logging.Formatter().formatException(record.exc_info), known)
+        if record.stack_info:
+            record.stack_info = _scrub(record.stack_info, known)
+        return record
+
+    factory.redacts_tokens = True  # type: ignore[attr-defined]
+    factory.wrapped = previous_factory  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def configure_logging(level: str, secrets: Iterable[str]) -> None:
+    """Log to stderr at `level`; keep chatty HTTP client logs down unless debugging."""
+    install_token_redaction(secrets)
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    if level != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,57 @@
+"""The `idefics-bot` command explains what is wrong instead of printing a traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "MODEL_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**clean_env, "PYTHONPATH": str(Path(__file__).parents[1]), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [(None, "TELEGRAM_BOT_TOKEN is not set"), ("not-a-token", "does not look like a bot token")],
+)
+def test_missing_or_malformed_token_says_how_to_get_one(tmp_path, token, expected):
+    env = {} if token is None else {"TELEGRAM_BOT_TOKEN": token}
+    result = run_cli("run", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "@BotFather" in result.stderr
+    assert "Traceback" not in result.stderr
+    if token:
+        assert token not in result.stderr
+
+
+def test_invalid_setting_is_named_without_traceback(tmp_path):
+    result = run_cli("run", env={"MAX_NEW_TOKENS": "lots"}, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "MAX_NEW_TOKENS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_settings_are_read_from_dotenv_file(tmp_path):
+    from bot.settings import Settings
+
+    (tmp_path / ".env").write_text("TELEGRAM_BOT_TOKEN=1:x\nALLOWED_USER_IDS=5, 7\nLOG_LEVEL=debug\n")
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        settings = Settings()
+    finally:
+        os.chdir(old)
+    assert settings.allowed_user_ids == {5, 7}
+    assert settings.log_level == "DEBUG"
+    assert "1:x" not in repr(settings)
