@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     def _ids(cls, value: object) -> object:
         return _parse_id_list(value)
 
+    @field_validator("modes_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
