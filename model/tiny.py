@@ -1,0 +1,195 @@
+"""Random IDEFICS checkpoints small enough for tests, offline demos and CPU benchmarks.
+
+A tiny checkpoint has the real architecture (`IdeficsForVisionText2Text`), a real `IdeficsProcessor` and a
+byte-level BPE tokenizer trained here on a few paragraphs of English, so it loads through exactly the same
+code path (`model.loading.load_model`) as `HuggingFaceM4/idefics-9b-instruct`. Its answers are nonsense,
+but they are deterministic and they depend on the image: the cross-attention gates start at one instead of
+zero and the weights are drawn with a large `initializer_range`, so different images give different
+greedy outputs.
+
+Sizes:
+- ``"tiny"``: hidden and vision dims 64 (the smallest that bitsandbytes 4-bit accepts on CPU); loads in
+  well under a second.
+- ``"small"``: about 30 million parameters, for CPU benchmarks that mean something.
+
+``eou_bias`` makes a checkpoint that ends its replies quickly, for end-of-utterance stop tests. The
+architecture has no bias on ``lm_head``, so the bias is built into the weights: residual channel 0 holds a
+constant written by the token embeddings (no layer writes to it, their output rows for channel 0 are
+zeroed), and ``lm_head``'s ``<end_of_utterance>`` row reads that channel with weight ``eou_bias``. Tokens
+containing ``":"`` (the prompt always ends with ``"\\nAssistant:"``) write zero to the channel instead, so
+the model still writes at least one token of its own before it says ``<end_of_utterance>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    IdeficsConfig,
+    IdeficsForVisionText2Text,
+    IdeficsImageProcessor,
+    IdeficsProcessor,
+    PreTrainedTokenizerFast,
+)
+
+from model.loaded import END_OF_UTTERANCE, FAKE_IMAGE_TOKEN, IMAGE_TOKEN
+
+Size = Literal["tiny", "small"]
+
+TOKENIZER_VOCAB_SIZE = 512
+IMAGE_SIZE = 30
+BASE_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
+# Added after the trained vocabulary, as in the real tokenizer (ids 32000-32002 there).
+IDEFICS_SPECIAL_TOKENS = (FAKE_IMAGE_TOKEN, IMAGE_TOKEN, END_OF_UTTERANCE)
+
+_TRAINING_TEXT = """\
+User: What is in this picture?
+Assistant: A red circle on a white background.
+User: What colour is the square?
+Assistant: The square is blue. It sits in the middle of the picture.
+User: Can you describe the image in one sentence?
+Assistant: A green triangle and a yellow star on a dark blue sky.
+User: How many shapes are there?
+Assistant: There are three shapes: a circle, a square and a triangle.
+User: Tell me a short story about this photo.
+Assistant: Once upon a time, a small orange cat lived in a quiet house by the sea.
+Every morning the cat watched the boats, and every evening it slept in the sun.
+User: Is there a person in the image?
+Assistant: No, I cannot see any person. I see a tree, a house and the sky.
+User: Thank you!
+Assistant: You are welcome. I am happy to help with your images.
+The quick brown fox jumps over the lazy dog. The dog is brown and the fox is red.
+A picture shows a large black and white striped shape next to a small pink dot.
+I am a polite and truthful assistant. I describe what I see and say when I am not sure.
+This is a photo of a street with cars, people, shops and a bright morning light.
+There is a cup of coffee on a wooden table near the window, and it is raining outside.
+"""
+
+
+def make_tiny_checkpoint(
+    directory: Path, size: Size = "tiny", seed: int = 0, eou_bias: float | None = None
+) -> Path:
+    """Write a random IDEFICS checkpoint, its processor and tokenizer to `directory`; return it.
+
+    `eou_bias` (e.g. 30.0) adds roughly that much to the `<end_of_utterance>` logit after every token
+    but the prompt's final ":", so greedy replies stop after a token or two (see the module docstring).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    model = IdeficsForVisionText2Text(tiny_config(tokenizer, size)).eval()
+    if eou_bias is not None:
+        _build_eou_bias(model, tokenizer, eou_bias)
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    processor = IdeficsProcessor(
+        image_processor=IdeficsImageProcessor(image_size=IMAGE_SIZE), tokenizer=tokenizer
+    )
+    processor.save_pretrained(directory)
+    return directory
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on `_TRAINING_TEXT`: "User", "Assistant", ":" and "\\n" are single tokens."""
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TOKENIZER_VOCAB_SIZE,
+        special_tokens=list(BASE_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_TRAINING_TEXT.splitlines(keepends=True) * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens=list(IDEFICS_SPECIAL_TOKENS),
+        model_max_length=2048,
+    )
+
+
+def tiny_config(tokenizer: PreTrainedTokenizerFast, size: Size) -> IdeficsConfig:
+    """The model configuration for `size`; the three IDEFICS tokens are the "additional" vocabulary."""
+    dims = _SIZES[size]
+    additional = len(IDEFICS_SPECIAL_TOKENS)
+    return IdeficsConfig(
+        vocab_size=len(tokenizer) - additional,
+        additional_vocab_size=additional,
+        hidden_size=dims["hidden"],
+        intermediate_size=dims["hidden"] * 2,
+        num_hidden_layers=dims["layers"],
+        num_attention_heads=dims["heads"],
+        max_position_embeddings=2048,
+        initializer_range=dims["init"],
+        alpha_initializer="ones",
+        use_resampler=True,
+        freeze_text_layers=False,
+        freeze_vision_layers=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        vision_config=dict(
+            embed_dim=dims["vision"],
+            image_size=IMAGE_SIZE,
+            patch_size=3,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=dims["vision"] * 2,
+            initializer_range=dims["init"],
+        ),
+        perceiver_config=dict(
+            use_resampler=True,
+            resampler_n_latents=4,
+            resampler_depth=1,
+            resampler_n_heads=2,
+            resampler_head_dim=16,
+        ),
+    )
+
+
+_SIZES = {
+    "tiny": dict(hidden=64, layers=2, heads=2, vision=64, init=0.3),
+    "small": dict(hidden=512, layers=6, heads=8, vision=128, init=0.1),
+}
+
+
+@torch.no_grad()
+def _build_eou_bias(model: IdeficsForVisionText2Text, tokenizer, eou_bias: float) -> None:
+    """Give the residual stream a constant channel 0 that the `<end_of_utterance>` row of lm_head reads."""
+    for name, parameter in model.model.layers.named_parameters():
+        if name.endswith(("o_proj.weight", "down_proj.weight")):
+            parameter[0, :] = 0.0
+    for name, parameter in model.model.gated_cross_attn_layers.named_parameters():
+        if name.endswith(("o_proj.weight", "down_proj.weight")):
+            parameter[0, :] = 0.0
+    embeddings = model.model.embed_tokens
+    embeddings.weight[:, 0] = 1.0
+    embeddings.additional_embedding.weight[:, 0] = 1.0
+    for token, token_id in tokenizer.get_vocab().items():
+        if ":" in tokenizer.convert_tokens_to_string([token]) and token_id < embeddings.weight.shape[0]:
+            embeddings.weight[token_id, 0] = 0.0
+    eou_row = tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE) - model.config.vocab_size
+    model.lm_head.additional_fc.weight[eou_row, :] = 0.0
+    model.lm_head.additional_fc.weight[eou_row, 0] = eou_bias / _constant_channel_readout(model, tokenizer)
+
+
+@torch.no_grad()
+def _constant_channel_readout(model: IdeficsForVisionText2Text, tokenizer) -> float:
+    """What channel 0 reads after the final norm on typical text (it shrinks as the residual grows)."""
+    ids = tokenizer(_TRAINING_TEXT[:400], return_tensors="pt").input_ids
+    no_image = dict(
+        pixel_values=torch.zeros(1, 1, 3, IMAGE_SIZE, IMAGE_SIZE),
+        image_attention_mask=torch.zeros(1, ids.shape[1], 1, dtype=torch.long),
+    )
+    hidden = model.model(input_ids=ids, **no_image).last_hidden_state[0, :, 0]
+    return float(hidden[hidden > 0].median())
