@@ -1,0 +1,394 @@
+"""The store the bot talks to: conversations, turns and images behind a small async API.
+
+It owns one engine and its session factories for its lifetime (`start()` .. `stop()`); every
+method runs in its own short transaction and returns frozen values from storage.types. Write
+transactions that can collide on a unique key (two tasks creating the same conversation, user
+or image at once) are retried, so callers never see those races.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from storage import cleanup, convert
+from storage.database import create_engine, sessionmakers
+from storage.errors import NotFound, StorageError
+from storage.images import DEFAULT_MAX_SIDE, NormalisedImage, normalise_image
+from storage.migrate import upgrade_engine
+from storage.queries import (
+    get_or_add,
+    get_or_add_placeholder,
+    image_row,
+    is_open_conversation,
+    link_turn_messages,
+    load_turn,
+    locked_conversation,
+    mark_activity,
+    merge_settings,
+    next_position,
+    open_conversation,
+    start_conversation,
+)
+from storage.schema import Chat, Conversation, Image, Turn, TurnImage, TurnMessage, User, utc_now
+from storage.types import (
+    ChatInfo,
+    ConversationRef,
+    ImageInput,
+    StoredImage,
+    StoredTurn,
+    StoreStats,
+    TurnStatus,
+    UserInfo,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WRITE_ATTEMPTS = 5
+TURN_LOADS = (
+    selectinload(Turn.image_links).selectinload(TurnImage.image),
+    selectinload(Turn.messages),
+)
+
+
+class Store:
+    def __init__(self, database_url: str, *, max_image_side: int = DEFAULT_MAX_SIDE) -> None:
+        self.database_url = database_url
+        self.max_image_side = max_image_side
+        self._engine: AsyncEngine | None = None
+        self._writer: async_sessionmaker[AsyncSession] | None = None
+        self._reader: async_sessionmaker[AsyncSession] | None = None
+
+    async def __aenter__(self) -> Store:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Open the engine, upgrade the schema to head, and fail turns a crash left pending.
+        Returns how many turns were marked failed."""
+        if self._engine is not None:
+            raise StorageError("store already started")
+        engine = create_engine(self.database_url)
+        try:
+            await upgrade_engine(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+        self._writer, self._reader = sessionmakers(engine)
+        failed = await self._write(self._fail_pending_turns)
+        if failed:
+            log.warning("marked %d turns left pending by the last run as failed", failed)
+        return failed
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = self._writer = self._reader = None
+
+    # -- users, chats, conversations --------------------------------------------------------
+
+    async def touch(self, user: UserInfo, chat: ChatInfo) -> None:
+        """Record (or refresh) the user and chat as Telegram shows them now."""
+
+        async def work(session: AsyncSession) -> None:
+            now = utc_now()
+            user_row = await get_or_add(session, User, user.id, first_seen_at=now, settings={})
+            user_row.first_name = user.first_name
+            user_row.last_name = user.last_name
+            user_row.username = user.username
+            user_row.language_code = user.language_code
+            user_row.last_seen_at = now
+            chat_row = await get_or_add(session, Chat, chat.id, first_seen_at=now, settings={})
+            chat_row.type = chat.type
+            chat_row.title = chat.title
+            chat_row.username = chat.username
+            chat_row.last_seen_at = now
+
+        await self._write(work)
+
+    async def active_conversation(self, chat_id: int, user_id: int) -> ConversationRef:
+        """The open conversation of this user in this chat, started if there is none."""
+
+        async def work(session: AsyncSession) -> ConversationRef:
+            open_one = await session.scalar(open_conversation(chat_id, user_id))
+            if open_one is None:
+                open_one = await start_conversation(session, chat_id, user_id)
+            return convert.conversation_ref(open_one)
+
+        return await self._write(work)
+
+    async def new_conversation(self, chat_id: int, user_id: int) -> ConversationRef:
+        """Close the user's open conversation in this chat (if any) and start a fresh one."""
+
+        async def work(session: AsyncSession) -> ConversationRef:
+            await session.execute(
+                update(Conversation)
+                .where(is_open_conversation(chat_id, user_id))
+                .values(closed_at=utc_now())
+                .execution_options(synchronize_session=False)
+            )
+            return convert.conversation_ref(await start_conversation(session, chat_id, user_id))
+
+        return await self._write(work)
+
+    # -- turns -------------------------------------------------------------------------------
+
+    async def add_user_turn(
+        self,
+        conversation_id: int,
+        text: str,
+        images: Sequence[ImageInput] = (),
+        message_ids: Sequence[int] = (),
+    ) -> StoredTurn:
+        """Append a complete user turn with its images (normalised, de-duplicated) in one
+        transaction. Raises ImageRejected before writing anything if an image is unreadable."""
+        normalised = await asyncio.to_thread(self._normalise_all, images)
+
+        async def work(session: AsyncSession) -> StoredTurn:
+            conversation = await locked_conversation(session, conversation_id)
+            turn = Turn(
+                conversation_id=conversation.id,
+                position=await next_position(session, conversation.id),
+                role="user",
+                text=text,
+                status=TurnStatus.COMPLETE,
+                image_links=[],
+                messages=[],
+            )
+            for index, (given, image) in enumerate(zip(images, normalised)):
+                row = await image_row(session, image, given.file_unique_id)
+                turn.image_links.append(TurnImage(position=index, image=row))
+            session.add(turn)
+            await session.flush()
+            await link_turn_messages(session, turn, conversation.chat_id, message_ids)
+            conversation.last_activity_at = utc_now()
+            return convert.stored_turn(turn)
+
+        return await self._write(work)
+
+    async def open_assistant_turn(self, conversation_id: int) -> StoredTurn:
+        """Append an assistant turn in PENDING state, to be closed when generation ends."""
+
+        async def work(session: AsyncSession) -> StoredTurn:
+            conversation = await locked_conversation(session, conversation_id)
+            turn = Turn(
+                conversation_id=conversation.id,
+                position=await next_position(session, conversation.id),
+                role="assistant",
+                text="",
+                status=TurnStatus.PENDING,
+                image_links=[],
+                messages=[],
+            )
+            session.add(turn)
+            conversation.last_activity_at = utc_now()
+            await session.flush()
+            return convert.stored_turn(turn)
+
+        return await self._write(work)
+
+    async def close_assistant_turn(
+        self,
+        turn_id: int,
+        status: TurnStatus,
+        text: str = "",
+        *,
+        finish_reason: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        time_to_first_token_s: float | None = None,
+        total_s: float | None = None,
+    ) -> StoredTurn:
+        """Record how an assistant turn ended: its text, status, token counts and timings."""
+
+        async def work(session: AsyncSession) -> StoredTurn:
+            turn = await load_turn(session, turn_id, *TURN_LOADS)
+            now = utc_now()
+            turn.status = TurnStatus(status)
+            turn.text = text
+            turn.finish_reason = finish_reason
+            turn.prompt_tokens = prompt_tokens
+            turn.completion_tokens = completion_tokens
+            turn.time_to_first_token_s = time_to_first_token_s
+            turn.total_s = total_s
+            turn.finished_at = now
+            await mark_activity(session, turn.conversation_id)
+            await session.flush()
+            return convert.stored_turn(turn)
+
+        return await self._write(work)
+
+    async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None:
+        """Change only a turn's status (e.g. SUPERSEDED when /retry replaces an answer)."""
+
+        async def work(session: AsyncSession) -> None:
+            result = await session.execute(
+                update(Turn).where(Turn.id == turn_id).values(status=TurnStatus(status))
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFound(f"turn {turn_id} does not exist")
+
+        await self._write(work)
+
+    async def link_messages(self, turn_id: int, message_ids: Sequence[int]) -> None:
+        """Remember the Telegram messages (in the conversation's chat) that carry this turn; a
+        message already linked to another turn moves to this one."""
+
+        async def work(session: AsyncSession) -> None:
+            turn = await load_turn(session, turn_id, *TURN_LOADS)
+            chat_id = await session.scalar(
+                select(Conversation.chat_id).where(Conversation.id == turn.conversation_id)
+            )
+            await link_turn_messages(session, turn, chat_id, message_ids)  # type: ignore[arg-type]
+
+        await self._write(work)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def history(self, conversation_id: int) -> list[StoredTurn]:
+        """Every turn of the conversation in order, each with its images and message ids."""
+        async with self._read() as session, session.begin():
+            if await session.get(Conversation, conversation_id) is None:
+                raise NotFound(f"conversation {conversation_id} does not exist")
+            turns = await session.scalars(
+                select(Turn)
+                .where(Turn.conversation_id == conversation_id)
+                .order_by(Turn.position)
+                .options(*TURN_LOADS)
+            )
+            return [convert.stored_turn(turn) for turn in turns]
+
+    async def turn_for_message(self, chat_id: int, message_id: int) -> StoredTurn | None:
+        """The turn (any user's) that a Telegram message in this chat belongs to."""
+        async with self._read() as session, session.begin():
+            turn = await session.scalar(
+                select(Turn)
+                .join(TurnMessage, TurnMessage.turn_id == Turn.id)
+                .where(TurnMessage.chat_id == chat_id, TurnMessage.message_id == message_id)
+                .options(*TURN_LOADS)
+            )
+            return None if turn is None else convert.stored_turn(turn)
+
+    async def image_for_file(self, file_unique_id: str) -> StoredImage | None:
+        """An image already stored under Telegram's file_unique_id, to skip a download."""
+        async with self._read() as session, session.begin():
+            image = await session.scalar(
+                select(Image).where(Image.file_unique_id == file_unique_id).limit(1)
+            )
+            return None if image is None else convert.stored_image(image)
+
+    async def stats(self) -> StoreStats:
+        async with self._read() as session, session.begin():
+
+            async def count(model: type) -> int:
+                return await session.scalar(select(func.count()).select_from(model)) or 0
+
+            by_status = await session.execute(
+                select(Turn.status, func.count()).group_by(Turn.status)
+            )
+            image_bytes = await session.scalar(
+                select(func.coalesce(func.sum(Image.size_bytes), 0))
+            )
+            return StoreStats(
+                users=await count(User),
+                chats=await count(Chat),
+                conversations=await count(Conversation),
+                turns=await count(Turn),
+                images=await count(Image),
+                image_bytes=int(image_bytes or 0),
+                turns_by_status={TurnStatus(status).value: n for status, n in by_status},
+            )
+
+    # -- privacy and retention ---------------------------------------------------------------
+
+    async def forget_user(self, user_id: int) -> int:
+        """Delete the user, their conversations in every chat, their settings and private chat,
+        and images nobody else references. Returns the number of rows removed."""
+        return await self._write(lambda session: cleanup.forget_user_rows(session, user_id))
+
+    async def purge_idle(self, older_than: timedelta) -> int:
+        """Delete conversations idle for longer than `older_than` and images left unreferenced.
+        Returns how many conversations were removed."""
+        cutoff = utc_now() - older_than
+        return await self._write(
+            lambda session: cleanup.purge_conversations_idle_since(session, cutoff)
+        )
+
+    # -- settings ----------------------------------------------------------------------------
+
+    async def user_settings(self, user_id: int) -> dict[str, Any]:
+        return await self._read_settings(User, user_id)
+
+    async def update_user_settings(self, user_id: int, **values: Any) -> dict[str, Any]:
+        """Merge `values` into the user's settings (None removes a key); returns the result."""
+        return await self._update_settings(User, user_id, values)
+
+    async def chat_settings(self, chat_id: int) -> dict[str, Any]:
+        return await self._read_settings(Chat, chat_id)
+
+    async def update_chat_settings(self, chat_id: int, **values: Any) -> dict[str, Any]:
+        """Merge `values` into the chat's settings (None removes a key); returns the result."""
+        return await self._update_settings(Chat, chat_id, values)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _read_settings(self, model: type[User] | type[Chat], row_id: int) -> dict[str, Any]:
+        async with self._read() as session, session.begin():
+            row = await session.get(model, row_id)
+            return dict(row.settings) if row is not None else {}
+
+    async def _update_settings(
+        self, model: type[User] | type[Chat], row_id: int, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        async def work(session: AsyncSession) -> dict[str, Any]:
+            row = await get_or_add_placeholder(session, model, row_id)
+            row.settings = merge_settings(row.settings, values)
+            return dict(row.settings)
+
+        return await self._write(work)
+
+    async def _fail_pending_turns(self, session: AsyncSession) -> int:
+        result = await session.execute(
+            update(Turn)
+            .where(Turn.status == TurnStatus.PENDING)
+            .values(status=TurnStatus.FAILED, finished_at=utc_now())
+        )
+        return result.rowcount  # type: ignore[attr-defined,no-any-return]
+
+    def _normalise_all(self, images: Sequence[ImageInput]) -> list[NormalisedImage]:
+        return [normalise_image(image.data, max_side=self.max_image_side) for image in images]
+
+    def _read(self) -> AsyncSession:
+        if self._reader is None:
+            raise StorageError("store is not started")
+        return self._reader()
+
+    async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a write transaction, retrying when a concurrent writer won a race on a
+        unique key (the retry then sees that writer's row)."""
+        if self._writer is None:
+            raise StorageError("store is not started")
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                async with self._writer() as session, session.begin():
+                    return await work(session)
+            except IntegrityError:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.debug("write conflict, retrying (attempt %d)", attempt)
+        raise AssertionError("unreachable")
