@@ -152,7 +152,7 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, size: Size) -> IdeficsConfig
             resampler_n_latents=4,
             resampler_depth=1,
             resampler_n_heads=2,
-            resampler_head_dim=16,
+            resampler_head_dim=32,  # bitsandbytes on CPU needs in_features >= 64
         ),
     )
 
