@@ -1,0 +1,58 @@
+"""A tiny checkpoint whose greedy output follows a chain of tokens we choose, for stop and scoring tests.
+
+Built from `make_tiny_checkpoint` and then edited, so the real model, processor and loader run; only the
+weights are steered. Each link "after token A, write token B" gets its own residual channel: A's
+embedding writes 1 there (every other token 0), no layer writes to it, and `lm_head`'s row for B reads
+it with a large weight. So the model really generates B after A, whatever else it would have written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers import AutoProcessor, IdeficsForVisionText2Text
+
+from model.tiny import make_tiny_checkpoint
+
+LINK_WEIGHT = 1e4
+
+
+def make_chain_checkpoint(directory: Path, chain: Sequence[str]) -> Path:
+    """Write a tiny checkpoint that, after each text in `chain`, strongly prefers the next one.
+
+    Every text must be a single token of the tiny tokenizer; a text may appear twice (a cycle).
+    """
+    make_tiny_checkpoint(directory)
+    tokenizer = AutoProcessor.from_pretrained(directory).tokenizer
+    ids = [_single_token(tokenizer, text) for text in chain]
+    links: dict[int, int] = {}
+    for before, after in zip(ids, ids[1:]):
+        links.setdefault(before, after)
+    model = IdeficsForVisionText2Text.from_pretrained(directory).eval()
+    _steer(model, links)
+    model.save_pretrained(directory)
+    return directory
+
+
+def _single_token(tokenizer, text: str) -> int:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"{text!r} is {len(ids)} tokens for the tiny tokenizer, not one")
+    return ids[0]
+
+
+@torch.no_grad()
+def _steer(model: IdeficsForVisionText2Text, links: dict[int, int]) -> None:
+    channels = list(range(1, len(links) + 1))
+    for layers in (model.model.layers, model.model.gated_cross_attn_layers):
+        for name, parameter in layers.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                parameter[channels, :] = 0.0
+    embeddings = model.model.embed_tokens
+    embeddings.weight[:, channels] = 0.0
+    embeddings.additional_embedding.weight[:, channels] = 0.0
+    for channel, (before, after) in zip(channels, links.items()):
+        embeddings.weight[before, channel] = 1.0
+        model.lm_head.weight[after, channel] = LINK_WEIGHT
