@@ -23,7 +23,7 @@ from storage import cleanup, convert
 from storage.database import create_engine, sessionmakers
 from storage.errors import NotFound, StorageError
 from storage.images import DEFAULT_MAX_SIDE, NormalisedImage, normalise_image
-from storage.migrate import upgrade_engine
+from storage.migrations import upgrade_engine
 from storage.queries import (
     get_or_add,
     get_or_add_placeholder,

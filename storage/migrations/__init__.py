@@ -1,4 +1,4 @@
-"""Runs the Alembic migrations in storage/migrations from code, wherever the package is installed.
+"""Runs the Alembic migrations in this folder from code, wherever the package is installed.
 
 The bot upgrades at start through `upgrade_engine` on its own engine; the `idefics-bot migrate`
 command calls the synchronous `upgrade_database`. Neither needs an alembic.ini or a particular
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.database import create_engine, sqlite_foreign_keys_off
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 
 def alembic_config() -> Config:

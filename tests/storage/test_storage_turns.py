@@ -1,0 +1,227 @@
+"""Turns: round trips, assistant turn lifecycle, message links, settings and stats."""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+
+import pytest
+
+from storage.errors import NotFound
+from storage.store import Store
+from storage.types import ChatInfo, ImageInput, TurnStatus, UserInfo
+
+GROUP = -100777
+
+
+async def test_user_turn_round_trips_with_images_and_message_ids(store, solid_png):
+    conversation = await store.active_conversation(GROUP, 1)
+    red, blue = solid_png((200, 0, 0)), solid_png((0, 0, 200))
+
+    added = await store.add_user_turn(
+        conversation.id,
+        "what is this?",
+        [ImageInput(red, "red-file"), ImageInput(blue, "blue-file")],
+        message_ids=[42, 41],
+    )
+    [loaded] = await store.history(conversation.id)
+
+    assert loaded == added
+    assert (loaded.role, loaded.text, loaded.status, loaded.position) == (
+        "user",
+        "what is this?",
+        TurnStatus.COMPLETE,
+        0,
+    )
+    assert [image.file_unique_id for image in loaded.images] == ["red-file", "blue-file"]
+    assert loaded.message_ids == (41, 42)
+
+
+async def test_assistant_turn_opens_pending_and_closes_with_its_metrics(store):
+    conversation = await store.active_conversation(GROUP, 1)
+    await store.add_user_turn(conversation.id, "hi")
+
+    opened = await store.open_assistant_turn(conversation.id)
+    closed = await store.close_assistant_turn(
+        opened.id,
+        TurnStatus.COMPLETE,
+        "Hello!",
+        finish_reason="end_of_utterance",
+        prompt_tokens=120,
+        completion_tokens=4,
+        time_to_first_token_s=0.25,
+        total_s=1.5,
+    )
+
+    assert (opened.role, opened.status, opened.position) == ("assistant", TurnStatus.PENDING, 1)
+    history = await store.history(conversation.id)
+    assert history[1] == closed
+    assert (closed.text, closed.status, closed.finish_reason) == (
+        "Hello!",
+        TurnStatus.COMPLETE,
+        "end_of_utterance",
+    )
+    assert (closed.prompt_tokens, closed.completion_tokens) == (120, 4)
+    assert (closed.time_to_first_token_s, closed.total_s) == (0.25, 1.5)
+
+
+async def test_set_turn_status_changes_only_the_status(store):
+    conversation = await store.active_conversation(GROUP, 1)
+    turn = await store.add_user_turn(conversation.id, "hi")
+
+    await store.set_turn_status(turn.id, TurnStatus.SUPERSEDED)
+
+    [loaded] = await store.history(conversation.id)
+    assert loaded.status == TurnStatus.SUPERSEDED
+    assert loaded.text == "hi"
+
+
+async def test_unknown_ids_raise_not_found(store):
+    with pytest.raises(NotFound):
+        await store.add_user_turn(999, "x")
+    with pytest.raises(NotFound):
+        await store.open_assistant_turn(999)
+    with pytest.raises(NotFound):
+        await store.close_assistant_turn(999, TurnStatus.FAILED)
+    with pytest.raises(NotFound):
+        await store.set_turn_status(999, TurnStatus.FAILED)
+    with pytest.raises(NotFound):
+        await store.link_messages(999, [1])
+    with pytest.raises(NotFound):
+        await store.history(999)
+
+
+async def test_turn_for_message_finds_any_users_turn_in_that_chat_only(store, solid_png):
+    alice = await store.active_conversation(GROUP, 1)
+    bob = await store.active_conversation(GROUP, 2)
+    elsewhere = await store.active_conversation(-555, 2)
+    asked = await store.add_user_turn(bob.id, "look", [ImageInput(solid_png((9, 9, 9)))], [10])
+    await store.add_user_turn(alice.id, "me too", (), [11])
+    answer = await store.open_assistant_turn(bob.id)
+    await store.link_messages(answer.id, [12, 13])
+    await store.add_user_turn(elsewhere.id, "other chat", (), [20])
+
+    found = await store.turn_for_message(GROUP, 10)
+    answer_part = await store.turn_for_message(GROUP, 13)
+
+    assert found == asked
+    assert found.images[0].data == asked.images[0].data
+    assert (answer_part.id, answer_part.message_ids) == (answer.id, (12, 13))
+    assert await store.turn_for_message(GROUP, 20) is None
+    assert await store.turn_for_message(-555, 10) is None
+
+
+async def test_linking_a_message_again_moves_it_to_the_newer_turn(store):
+    conversation = await store.active_conversation(GROUP, 1)
+    first = await store.open_assistant_turn(conversation.id)
+    await store.link_messages(first.id, [30, 31])
+    second = await store.open_assistant_turn(conversation.id)
+
+    await store.link_messages(second.id, [31, 32])
+    await store.link_messages(second.id, [32])  # linking twice is harmless
+
+    assert (await store.turn_for_message(GROUP, 30)).id == first.id
+    assert (await store.turn_for_message(GROUP, 31)).id == second.id
+    history = await store.history(conversation.id)
+    assert [turn.message_ids for turn in history] == [(30,), (31, 32)]
+
+
+async def test_data_survives_stop_and_start(database_url, solid_png):
+    first_run = Store(database_url)
+    await first_run.start()
+    await first_run.touch(UserInfo(1, "Ann"), ChatInfo(1, "private"))
+    conversation = await first_run.active_conversation(1, 1)
+    turn = await first_run.add_user_turn(
+        conversation.id, "kept", [ImageInput(solid_png((5, 6, 7)), "f1")], [7]
+    )
+    await first_run.update_user_settings(1, mode="story")
+    await first_run.stop()
+
+    second_run = Store(database_url)
+    failed = await second_run.start()
+    try:
+        assert failed == 0
+        assert await second_run.active_conversation(1, 1) == conversation
+        assert await second_run.history(conversation.id) == [turn]
+        assert await second_run.turn_for_message(1, 7) == turn
+        assert await second_run.user_settings(1) == {"mode": "story"}
+    finally:
+        await second_run.stop()
+
+
+async def test_pending_turns_are_failed_at_start(database_url):
+    crashed = Store(database_url)
+    await crashed.start()
+    conversation = await crashed.active_conversation(1, 1)
+    await crashed.add_user_turn(conversation.id, "question")
+    pending = await crashed.open_assistant_turn(conversation.id)
+    done = await crashed.open_assistant_turn(conversation.id)
+    await crashed.close_assistant_turn(done.id, TurnStatus.COMPLETE, "fine")
+    await crashed.stop()  # as if the process died mid-answer
+
+    restarted = Store(database_url)
+    failed = await restarted.start()
+    try:
+        statuses = [turn.status for turn in await restarted.history(conversation.id)]
+        assert failed == 1
+        assert statuses == [TurnStatus.COMPLETE, TurnStatus.FAILED, TurnStatus.COMPLETE]
+        assert pending.status == TurnStatus.PENDING
+    finally:
+        await restarted.stop()
+
+
+async def test_datetimes_are_timezone_aware_utc(store):
+    conversation = await store.active_conversation(GROUP, 1)
+    turn = await store.add_user_turn(conversation.id, "when?")
+
+    [loaded] = await store.history(conversation.id)
+
+    for moment in (conversation.created_at, turn.created_at, loaded.created_at):
+        assert moment.tzinfo is not None
+        assert moment.utcoffset() == timedelta(0)
+    assert loaded.created_at == turn.created_at.astimezone(timezone.utc)
+
+
+async def test_settings_round_trip_and_none_removes_a_key(store):
+    assert await store.user_settings(1) == {}
+    assert await store.chat_settings(GROUP) == {}
+
+    await store.update_user_settings(1, mode="story", creativity=0.8)
+    merged = await store.update_user_settings(1, creativity=None, answer_length="short")
+    await store.update_chat_settings(GROUP, mode="describe")
+
+    assert merged == {"mode": "story", "answer_length": "short"}
+    assert await store.user_settings(1) == merged
+    assert await store.chat_settings(GROUP) == {"mode": "describe"}
+    assert await store.user_settings(2) == {}
+
+
+async def test_stats_count_rows_and_turns_by_status(store, solid_png):
+    await store.touch(UserInfo(1, "Ann"), ChatInfo(GROUP, "group", title="G"))
+    conversation = await store.active_conversation(GROUP, 1)
+    await store.add_user_turn(conversation.id, "a", [ImageInput(solid_png((1, 1, 1)))])
+    await store.open_assistant_turn(conversation.id)
+    failed = await store.open_assistant_turn(conversation.id)
+    await store.close_assistant_turn(failed.id, TurnStatus.FAILED)
+
+    stats = await store.stats()
+
+    assert (stats.users, stats.chats, stats.conversations, stats.turns, stats.images) == (
+        1,
+        1,
+        1,
+        3,
+        1,
+    )
+    assert stats.image_bytes == len((await store.history(conversation.id))[0].images[0].data)
+    assert stats.turns_by_status == {"complete": 1, "pending": 1, "failed": 1}
+
+
+async def test_store_methods_refuse_to_run_before_start(database_url):
+    from storage.errors import StorageError
+
+    unstarted = Store(database_url)
+
+    with pytest.raises(StorageError):
+        await unstarted.active_conversation(1, 1)
+    with pytest.raises(StorageError):
+        await unstarted.stats()
