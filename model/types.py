@@ -61,6 +61,8 @@ class GenerationParams:
     top_p: float = 0.8
     repetition_penalty: float = 1.0
     seed: int | None = None
+    # For benchmarks: always generate exactly max_new_tokens, ignoring end-of-utterance and stop strings.
+    ignore_stop: bool = False
 
 
 class FinishReason(str, Enum):
