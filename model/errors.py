@@ -19,3 +19,7 @@ class GenerationFailed(ModelError):
 
 class ServiceStopped(ModelError):
     """The service was stopped (or not started) before the request could run."""
+
+
+class PreambleError(ModelError):
+    """A preamble (mode) file or name could not be used: unknown name, missing file, bad TOML or image."""
