@@ -91,8 +91,8 @@ def _create_conversations_and_turns() -> None:
         sa.Column("finish_reason", sa.String(32), nullable=True),
         sa.Column("prompt_tokens", sa.Integer(), nullable=True),
         sa.Column("completion_tokens", sa.Integer(), nullable=True),
-        sa.Column("time_to_first_token_s", sa.Float(), nullable=True),
-        sa.Column("total_s", sa.Float(), nullable=True),
+        sa.Column("time_to_first_token_s", sa.Double(), nullable=True),
+        sa.Column("total_s", sa.Double(), nullable=True),
         _timestamp("created_at"),
         _timestamp("finished_at", nullable=True),
         sa.ForeignKeyConstraint(
