@@ -22,3 +22,5 @@ async def bot_api() -> AsyncIterator[BotApiStandIn]:
         yield server
     finally:
         await server.stop()
+    assert not server.internal_errors, "the stand-in itself failed:\n" + "\n".join(
+        server.internal_errors)

@@ -65,7 +65,8 @@ class Observations:
                 return value
             if time.monotonic() >= deadline:
                 raise StandInTimeout(f"condition not met within {timeout} s; "
-                                     f"latest calls: {self._recent_calls()}")
+                                     f"latest calls: {self._recent_calls()}; "
+                                     f"stand-in failures: {self.internal_errors}")
             await asyncio.sleep(POLL_SECONDS)
 
     async def wait_for_bot_message(self: BotApiStandIn, chat: ChatHandle | int, *,

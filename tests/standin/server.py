@@ -13,6 +13,7 @@ import re
 import secrets
 import string
 import time
+import traceback
 from collections import defaultdict, deque
 from typing import Any
 
@@ -62,6 +63,7 @@ class BotApiStandIn(UserActions, Observations):
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.open_callback_queries: set[str] = set()
         self.downloads: list[str] = []
+        self.internal_errors: list[str] = []  # tracebacks of stand-in bugs; fixtures assert none
         self.started_at = time.time()
         self._query_ids = itertools.count(4_000_000_001)
         self._faults: dict[str, deque[ApiError]] = defaultdict(deque)
@@ -133,7 +135,9 @@ class BotApiStandIn(UserActions, Observations):
         try:
             params = await read_params(request)
         except ApiError as error:
-            return self._refuse(ApiCall(method, {}, time.time()), error, injected=False)
+            call = ApiCall(method, {}, time.time())
+            self.calls.append(call)
+            return self._refuse(call, error, injected=False)
         call = ApiCall(method, params, time.time())
         self.calls.append(call)
         handler = METHODS.get(method.lower())
@@ -148,6 +152,9 @@ class BotApiStandIn(UserActions, Observations):
                 call.status = error.error_code  # e.g. a long poll the client gave up: nobody hears
                 return error_response(error)
             return self._refuse(call, error, injected=False)
+        except Exception:  # a bug in the stand-in, not in the bot: make it loud
+            self.internal_errors.append(traceback.format_exc())
+            return self._refuse(call, ApiError(500, "Internal Server Error"), injected=False)
         return ok_response(result)
 
     def _refuse(self, call: ApiCall, error: ApiError, *, injected: bool) -> web.Response:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .wire import ApiError, bad_request
+from .wire import ApiError
 
 CONFLICT = ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only "
                          "one bot instance is running")
@@ -211,7 +211,3 @@ class UpdateQueue:
     def _kind(update: dict[str, Any]) -> str:
         return next(key for key in update if key != "update_id")
 
-
-def require_text_length(text: str, limit: int, what: str = "message") -> None:
-    if len(text) > limit:
-        raise bad_request(f"{what} is too long")

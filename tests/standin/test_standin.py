@@ -20,7 +20,7 @@ from telegram.error import (BadRequest, Conflict, EndPointNotFound, Forbidden, I
 from telegram.warnings import PTBDeprecationWarning
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
 
-from . import BotApiStandIn, FloodLimits, StandInTimeout, make_token
+from . import BotApiStandIn, FloodLimits, StandInTimeout, Window, make_token
 from .fixtures import bot_api  # noqa: F401  (the fixture under test)
 
 NOT_MODIFIED = "Message is not modified"
@@ -237,6 +237,17 @@ async def test_flood_limits_answer_429_after_a_burst(bot: Bot, bot_api: BotApiSt
     with pytest.raises(RetryAfter):
         await bot.edit_message_text("edited", group.id, bot_api.bot_messages(group)[0].message_id)
     assert bot_api.flood_429_count == 2 and bot_api.served_429s == 2
+
+
+async def test_flood_limits_are_configurable():
+    async with BotApiStandIn(flood_limits=FloodLimits(private_chat=Window(2, 60.0))) as server:
+        async with Bot(server.token, base_url=server.base_url) as bot:
+            chat = server.private_chat(122)
+            await bot.send_message(chat.id, "one")
+            await bot.send_message(chat.id, "two")
+            with pytest.raises(RetryAfter) as raised:
+                await bot.send_message(chat.id, "three")
+    assert 55 <= retry_seconds(raised.value) <= 60
 
 
 async def test_flood_limits_can_be_switched_off(bot_api: BotApiStandIn):
