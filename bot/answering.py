@@ -1,0 +1,242 @@
+"""The path of one message: store the user's turn, rebuild the conversation, stream the answer, record it.
+
+Every step that can go wrong for a known reason ends in a short, specific apology and a stored status
+(the user's words are always kept); only unknown errors escape, to be logged by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from telegram import Bot, ReplyParameters
+from telegram.error import TelegramError
+
+from bot import texts
+from bot.conversation_queue import CANCEL_BY_SHUTDOWN, CANCEL_BY_USER
+from bot.downloads import ImageSource, download_image
+from bot.errors import ImageDownloadFailed, ImageTooLarge
+from bot.prompting import build_conversation
+from bot.rendering import AnswerRenderer
+from bot.runtime import BotRuntime
+from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
+from model.preamble import NO_PREAMBLE
+from model.types import Conversation, FinishReason, Preamble, GenerationParams, GenerationResult, TextDelta
+from storage.errors import ImageRejected
+from storage.types import ChatInfo, ImageInput, TurnStatus, UserInfo
+
+log = logging.getLogger(__name__)
+
+CLEANUP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where and how the answer is shown."""
+
+    chat_id: int
+    is_private: bool
+    reply_to_message_id: int | None = None
+    message_thread_id: int | None = None
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message for the model, already stripped of Telegram specifics the flow does not need."""
+
+    user: UserInfo
+    chat: ChatInfo
+    text: str
+    message_id: int
+    target: ReplyTarget
+    image: ImageSource | None = None
+
+
+async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessage) -> None:
+    """Store the message as a user turn, then answer it (or apologise for what went wrong)."""
+    store = runtime.store
+    await store.touch(incoming.user, incoming.chat)
+    conversation = await store.active_conversation(incoming.chat.id, incoming.user.id)
+    images, problem = await _fetch_images(runtime, bot, incoming.image)
+    message_ids = (incoming.message_id,)
+    if problem is None:
+        try:
+            await store.add_user_turn(conversation.id, incoming.text, images, message_ids)
+        except ImageRejected as error:
+            log.info("image rejected in chat %s: %s", incoming.chat.id, error)
+            problem = texts.IMAGE_UNREADABLE
+    if problem is not None:
+        # Keep the person's words even though their image is missing; FAILED keeps it out of prompts.
+        kept = await store.add_user_turn(conversation.id, incoming.text, (), message_ids)
+        await store.set_turn_status(kept.id, TurnStatus.FAILED)
+        await _send_apology(bot, incoming.target, problem)
+        return
+    await generate_answer(runtime, bot, conversation.id, incoming.target)
+
+
+async def _fetch_images(
+    runtime: BotRuntime, bot: Bot, source: ImageSource | None
+) -> tuple[tuple[ImageInput, ...], str | None]:
+    """The message's images, or the apology that explains why we could not get them."""
+    if source is None:
+        return (), None
+    try:
+        return (await download_image(bot, source, runtime.settings.max_image_bytes),), None
+    except ImageTooLarge as error:
+        return (), texts.IMAGE_TOO_LARGE.format(size_mb=error.size / 2**20, limit_mb=error.limit / 2**20)
+    except ImageDownloadFailed:
+        return (), texts.IMAGE_DOWNLOAD_FAILED
+
+
+async def generate_answer(runtime: BotRuntime, bot: Bot, conversation_id: int, target: ReplyTarget) -> bool:
+    """Answer the newest user turn of a conversation; False if there was nothing to answer."""
+    store = runtime.store
+    history = await store.history(conversation_id)
+    preamble, params = await chat_generation_setup(runtime, target.chat_id)
+    conversation = await asyncio.to_thread(build_conversation, history, preamble)
+    if conversation is None:
+        return False
+    turn = await store.open_assistant_turn(conversation_id)
+    renderer = AnswerRenderer(
+        bot,
+        target.chat_id,
+        is_private=target.is_private,
+        reply_to_message_id=target.reply_to_message_id,
+        message_thread_id=target.message_thread_id,
+        min_interval_s=runtime.settings.stream_edit_interval_s,
+    )
+    outcome = _Outcome()
+    try:
+        async with renderer:
+            await _stream_into(runtime, conversation, params, renderer, outcome)
+    finally:  # also after an unexpected error: the turn must not stay pending
+        await _record(runtime, turn.id, outcome)
+    if outcome.cancel_reason is not None:
+        raise asyncio.CancelledError(outcome.cancel_reason)
+    return True
+
+
+async def _record(runtime: BotRuntime, turn_id: int, outcome: _Outcome) -> None:
+    result = outcome.result
+    await runtime.store.close_assistant_turn(
+        turn_id,
+        outcome.status,
+        outcome.text,
+        finish_reason=outcome.finish_reason,
+        prompt_tokens=result.prompt_tokens if result else None,
+        completion_tokens=result.completion_tokens if result else None,
+        time_to_first_token_s=result.time_to_first_token_s if result else None,
+        total_s=result.total_s if result else None,
+    )
+    if outcome.message_ids:
+        await runtime.store.link_messages(turn_id, outcome.message_ids)
+
+
+@dataclass
+class _Outcome:
+    """How one answer went; filled in as it goes, recorded at the end whatever happened."""
+
+    text: str = ""
+    status: TurnStatus = TurnStatus.FAILED
+    finish_reason: str = FinishReason.ERROR.value
+    result: GenerationResult | None = None
+    message_ids: tuple[int, ...] = ()
+    cancel_reason: str | None = None
+
+
+async def _stream_into(
+    runtime: BotRuntime,
+    conversation: Conversation,
+    params: GenerationParams,
+    renderer: AnswerRenderer,
+    outcome: _Outcome,
+) -> None:
+    """Run the model and show its text as it grows; known failures and cancellation end in `outcome`."""
+    try:
+        async with contextlib.aclosing(runtime.model.stream(conversation, params)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    outcome.text += event.text
+                    await renderer.update(outcome.text)
+                elif isinstance(event, GenerationResult):
+                    outcome.result = event
+    except asyncio.CancelledError as cancel:
+        outcome.cancel_reason = str(cancel.args[0]) if cancel.args else CANCEL_BY_USER
+        await _show_cancelled(outcome, renderer)
+    except PromptTooLong:
+        await _show_failure(outcome, renderer, texts.PROMPT_TOO_LONG)
+    except ServiceStopped:
+        await _show_failure(outcome, renderer, texts.NOT_READY)
+    except GenerationFailed as error:
+        log.warning("generation failed: %s", error)
+        await _show_failure(outcome, renderer, texts.GENERATION_FAILED)
+    else:
+        await _show_result(outcome, renderer)
+
+
+async def _show_result(outcome: _Outcome, renderer: AnswerRenderer) -> None:
+    result = outcome.result
+    if result is None:
+        await _show_failure(outcome, renderer, texts.GENERATION_FAILED)
+        return
+    outcome.text = result.text
+    if result.finish_reason is FinishReason.CANCELLED:  # the service was stopped under us
+        outcome.cancel_reason = CANCEL_BY_SHUTDOWN
+        await _show_cancelled(outcome, renderer)
+        return
+    if result.finish_reason is FinishReason.ERROR:
+        await _show_failure(outcome, renderer, texts.GENERATION_FAILED)
+        return
+    outcome.status = TurnStatus.COMPLETE
+    outcome.finish_reason = result.finish_reason.value
+    outcome.message_ids = tuple(await renderer.finish(result.text.strip() or texts.EMPTY_ANSWER))
+
+
+async def _show_failure(outcome: _Outcome, renderer: AnswerRenderer, apology: str) -> None:
+    outcome.status = TurnStatus.FAILED
+    outcome.finish_reason = FinishReason.ERROR.value
+    outcome.message_ids = tuple(await renderer.fail(apology))
+
+
+async def _show_cancelled(outcome: _Outcome, renderer: AnswerRenderer) -> None:
+    """Show what was written so far and why it stopped; bounded, since shutdown waits for it."""
+    outcome.status = TurnStatus.CANCELLED
+    outcome.finish_reason = FinishReason.CANCELLED.value
+    note = texts.CANCELLED_BY_SHUTDOWN if outcome.cancel_reason == CANCEL_BY_SHUTDOWN else texts.CANCELLED
+    try:
+        shown = await asyncio.wait_for(renderer.fail(note, partial_text=outcome.text), CLEANUP_TIMEOUT_S)
+    except (asyncio.TimeoutError, TelegramError) as error:
+        log.info("could not show that an answer was cancelled: %s", error)
+        return
+    outcome.message_ids = tuple(shown)
+
+
+async def chat_generation_setup(runtime: BotRuntime, chat_id: int) -> tuple[Preamble | None, GenerationParams]:
+    """The preamble (mode) and generation settings for a chat: the bot's defaults, unless the chat chose
+    its own (`mode`, `max_new_tokens` in the chat's stored settings)."""
+    chosen = await runtime.store.chat_settings(chat_id)
+    mode = chosen.get("mode")
+    if mode == NO_PREAMBLE:
+        preamble = None
+    else:
+        preamble = runtime.modes.get(mode, runtime.default_preamble) if mode else runtime.default_preamble
+    max_new_tokens = min(int(chosen.get("max_new_tokens", runtime.settings.max_new_tokens)), runtime.settings.max_new_tokens)
+    return preamble, GenerationParams(max_new_tokens=max_new_tokens)
+
+
+async def _send_apology(bot: Bot, target: ReplyTarget, text: str) -> None:
+    await bot.send_message(
+        target.chat_id,
+        text,
+        reply_parameters=reply_parameters(target),
+        message_thread_id=target.message_thread_id,
+    )
+
+
+def reply_parameters(target: ReplyTarget) -> ReplyParameters | None:
+    """Quote the message we answer (in groups), but still send if it was deleted meanwhile."""
+    if target.reply_to_message_id is None:
+        return None
+    return ReplyParameters(message_id=target.reply_to_message_id, allow_sending_without_reply=True)

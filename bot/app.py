@@ -1,0 +1,108 @@
+"""The Application the bot runs as: built here, the same way for `idefics-bot run` and for the tests.
+
+`build_application` wires the Bot API endpoint, rate limiting, concurrency and lifecycle hooks;
+`add_handlers` routes updates by filters to one small handler each; `on_error` is the one error handler.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.error import Forbidden, NetworkError, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot import texts
+from bot.access import make_access_guard
+from bot.addressing import ADDRESSED_TO_BOT
+from bot.commands.cancel import cancel_command
+from bot.commands.forget import CALLBACK_PATTERN as FORGET_PATTERN
+from bot.commands.forget import forget_button, forget_command
+from bot.commands.help import help_command
+from bot.commands.new import new_command
+from bot.commands.retry import retry_command
+from bot.commands.stats import stats_command
+from bot.errors import NotReady
+from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_init, post_shutdown, post_stop
+from bot.messages import on_image, on_other_document, on_text
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Concurrent updates let one person's long answer not hold up anyone else's; per-conversation order
+# is kept by bot.conversation_queue, not by PTB.
+CONCURRENT_UPDATES = 64
+RATE_LIMIT_RETRIES = 2
+
+
+def build_application(settings: Settings, *, model_service_factory: ModelServiceFactory | None = None) -> Application:
+    """The bot's Application; its post_init loads the model and opens the store."""
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.bot_api_base_url)
+        .base_file_url(settings.bot_api_file_url)
+        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .concurrent_updates(CONCURRENT_UPDATES)
+        .post_init(make_post_init(settings, model_service_factory or load_model_service))
+        .post_stop(post_stop)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    add_handlers(application, settings)
+    return application
+
+
+def add_handlers(application: Application, settings: Settings) -> None:
+    """Route every update type the bot understands to its handler."""
+    new_messages = filters.UpdateType.MESSAGE  # edits of old messages are not re-answered
+    application.add_handler(TypeHandler(Update, make_access_guard(settings)), group=-1)
+    commands = {
+        ("start", "help"): help_command,
+        ("new", "reset"): new_command,
+        ("retry",): retry_command,
+        ("cancel",): cancel_command,
+        ("forget",): forget_command,
+        ("stats",): stats_command,
+    }
+    for names, callback in commands.items():
+        application.add_handler(CommandHandler(list(names), callback, filters=new_messages))
+    application.add_handler(CallbackQueryHandler(forget_button, pattern=FORGET_PATTERN))
+    addressed = new_messages & ADDRESSED_TO_BOT
+    application.add_handler(MessageHandler(addressed & (filters.PHOTO | filters.Document.IMAGE), on_image))
+    application.add_handler(MessageHandler(addressed & filters.Document.ALL, on_other_document))
+    application.add_handler(MessageHandler(addressed & filters.TEXT & ~filters.COMMAND, on_text))
+    application.add_error_handler(on_error)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log every unhandled error with its traceback; tell the person only that something went wrong."""
+    error = context.error
+    where = f"update {update.update_id}" if isinstance(update, Update) else "a job"
+    if isinstance(error, NetworkError):
+        log.warning("network trouble while handling %s: %s", where, error)
+    else:
+        log.error("error while handling %s", where, exc_info=error)
+    if not isinstance(update, Update) or update.effective_chat is None or isinstance(error, Forbidden):
+        return
+    apology = texts.NOT_READY if isinstance(error, NotReady) else texts.UNEXPECTED_ERROR
+    try:
+        await context.bot.send_message(
+            update.effective_chat.id,
+            apology,
+            message_thread_id=update.effective_message.message_thread_id
+            if update.effective_message and update.effective_message.is_topic_message
+            else None,
+        )
+    except TelegramError as send_error:
+        log.warning("could not send the error apology: %s", send_error)

@@ -1,0 +1,54 @@
+"""Fetching a photo or image document from Telegram, within our size limit and Telegram's 20 MB one."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from telegram import Bot, Document, Message, PhotoSize
+from telegram.error import TelegramError
+
+from bot.errors import ImageDownloadFailed, ImageTooLarge
+from storage.types import ImageInput
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where an image of a message lives on Telegram's side."""
+
+    file_id: str
+    file_unique_id: str
+    file_size: int | None
+
+
+def image_source(message: Message) -> ImageSource | None:
+    """The message's image: the largest PhotoSize of a photo, or an image document; None otherwise."""
+    if message.photo:
+        largest: PhotoSize = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
+        return ImageSource(largest.file_id, largest.file_unique_id, largest.file_size)
+    document: Document | None = message.document
+    if document and (document.mime_type or "").startswith("image/"):
+        return ImageSource(document.file_id, document.file_unique_id, document.file_size)
+    return None
+
+
+async def download_image(bot: Bot, source: ImageSource, max_bytes: int) -> ImageInput:
+    """The image's bytes; raises ImageTooLarge or ImageDownloadFailed."""
+    limit = min(max_bytes, TELEGRAM_DOWNLOAD_LIMIT)
+    if source.file_size is not None and source.file_size > limit:
+        raise ImageTooLarge(source.file_size, limit)
+    try:
+        file = await bot.get_file(source.file_id)
+        if file.file_size is not None and file.file_size > limit:
+            raise ImageTooLarge(file.file_size, limit)
+        data = bytes(await file.download_as_bytearray())
+    except TelegramError as error:
+        log.warning("could not download file %s: %s", source.file_unique_id, error)
+        raise ImageDownloadFailed(str(error)) from error
+    if len(data) > limit:
+        raise ImageTooLarge(len(data), limit)
+    return ImageInput(data=data, file_unique_id=source.file_unique_id)

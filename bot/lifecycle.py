@@ -1,0 +1,102 @@
+"""What happens when the bot starts and stops: the store, the model service, commands and housekeeping.
+
+`post_init` builds the runtime before polling begins (the model loads in a worker thread, so the event
+loop keeps answering Telegram's pings); `post_stop` cancels in-flight answers while the bot can still
+tell people and record it; `post_shutdown` closes the model service and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any, Awaitable, Callable
+
+from telegram import BotCommand
+from telegram.ext import Application, ContextTypes
+
+from bot import texts
+from bot.runtime import BotRuntime, current_runtime, install_runtime, remove_runtime, runtime_of
+from bot.settings import Settings
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+ModelServiceFactory = Callable[[Settings], Awaitable[Any]]
+PURGE_EVERY = timedelta(hours=6)
+PURGE_FIRST_AFTER = timedelta(minutes=1)
+
+
+async def load_model_service(settings: Settings) -> Any:
+    """Load the checkpoint in a worker thread and wrap it in a (not yet started) ModelService."""
+    from model.loaded import LoadOptions
+    from model.loading import load_model
+    from model.service import ModelService
+
+    options = LoadOptions(
+        model_id=settings.model_id, dtype=settings.model_dtype, quantization=settings.model_quantization
+    )
+    log.info("loading model %s (dtype %s, quantization %s)", options.model_id, options.dtype, options.quantization)
+    loaded = await asyncio.to_thread(load_model, options)
+    log.info("model loaded in %.1f s on %s", loaded.load_seconds, loaded.device)
+    return ModelService(
+        loaded, max_batch_size=settings.max_batch_size, max_images=settings.max_images_in_prompt
+    )
+
+
+def make_post_init(settings: Settings, model_service_factory: ModelServiceFactory):
+    async def post_init(application: Application) -> None:
+        from model.preamble import load_modes, resolve_preamble
+
+        store = Store(settings.database_url)
+        await store.start()
+        try:
+            modes = load_modes(settings.modes_dir)
+            default_preamble = resolve_preamble(settings.prompt_preamble, modes)
+            model = await model_service_factory(settings)
+            await model.start()
+        except BaseException:
+            await store.stop()
+            raise
+        install_runtime(
+            application,
+            BotRuntime(settings=settings, store=store, model=model, modes=modes, default_preamble=default_preamble),
+        )
+        await application.bot.set_my_commands(
+            [BotCommand(name, description) for name, description in texts.COMMAND_DESCRIPTIONS.items()]
+        )
+        if settings.conversation_retention_days > 0 and application.job_queue is not None:
+            application.job_queue.run_repeating(
+                purge_idle_conversations, interval=PURGE_EVERY, first=PURGE_FIRST_AFTER, name="retention-purge"
+            )
+        log.info("bot @%s is ready", application.bot.username)
+
+    return post_init
+
+
+async def post_stop(application: Application) -> None:
+    """Cancel every answer still being written, so each is recorded as cancelled and its reader told."""
+    runtime = current_runtime(application)
+    if runtime is not None:
+        cancelled = await runtime.answers.shutdown()
+        if cancelled:
+            log.info("cancelled %d in-flight answers", cancelled)
+
+
+async def post_shutdown(application: Application) -> None:
+    """Stop the model service and close the store (after any answers were cancelled)."""
+    runtime = remove_runtime(application)
+    if runtime is None:
+        return
+    await runtime.answers.shutdown()  # normally done in post_stop; run_polling skips it if start failed
+    await runtime.model.stop()
+    await runtime.store.stop()
+    log.info("bot stopped")
+
+
+async def purge_idle_conversations(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """JobQueue job: delete conversations idle past CONVERSATION_RETENTION_DAYS."""
+    runtime = runtime_of(context)
+    removed = await runtime.store.purge_idle(timedelta(days=runtime.settings.conversation_retention_days))
+    if removed:
+        log.info("retention: removed %d idle conversations", removed)

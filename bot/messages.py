@@ -1,0 +1,90 @@
+"""Handlers for what people send: photos, image files, other files and text.
+
+Each handler only reads the message and queues the work behind the conversation's earlier messages
+(`ConversationQueue.submit` is called before the first `await`, which fixes the order); the answer
+itself is written by `bot.answering`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from telegram import Message, Update
+from telegram.ext import ContextTypes
+
+from bot import texts
+from bot.addressing import strip_mention
+from bot.answering import IncomingMessage, ReplyTarget, answer_message
+from bot.downloads import image_source
+from bot.runtime import runtime_of
+from bot.telegram_info import chat_info, conversation_key, is_private, user_info
+
+log = logging.getLogger(__name__)
+
+
+def reply_target(message: Message) -> ReplyTarget:
+    """Private chats get plain messages; in groups the answer quotes the question (and stays in its topic)."""
+    private = is_private(message)
+    return ReplyTarget(
+        chat_id=message.chat_id,
+        is_private=private,
+        reply_to_message_id=None if private else message.message_id,
+        message_thread_id=message.message_thread_id if message.is_topic_message else None,
+    )
+
+
+def queue_for_conversation(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, work: Callable[[], Awaitable[object]], *, name: str
+) -> None:
+    """Run `work` after the sender's earlier messages in this chat; unknown errors go to the error handler."""
+    message = update.effective_message
+    runtime = runtime_of(context)
+
+    async def job() -> None:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - handed to the application's one error handler
+            await context.application.process_error(update, error)
+
+    runtime.answers.submit(conversation_key(message), job, name=name)
+
+
+def incoming_message(message: Message, text: str) -> IncomingMessage:
+    return IncomingMessage(
+        user=user_info(message.from_user),
+        chat=chat_info(message.chat),
+        text=text,
+        message_id=message.message_id,
+        target=reply_target(message),
+        image=image_source(message),
+    )
+
+
+async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo or an image file: answer about it, following the caption if there is one."""
+    message = update.effective_message
+    caption = strip_mention(message.caption or "", context.bot.username)
+    incoming = incoming_message(message, caption or texts.DEFAULT_IMAGE_INSTRUCTION)
+    runtime = runtime_of(context)
+    queue_for_conversation(update, context, lambda: answer_message(runtime, context.bot, incoming), name="image")
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Text: answer in the context of the whole conversation so far."""
+    message = update.effective_message
+    text = strip_mention(message.text or "", context.bot.username)
+    if not text:
+        await message.reply_text(texts.EMPTY_QUESTION)
+        return
+    incoming = incoming_message(message, text)
+    runtime = runtime_of(context)
+    queue_for_conversation(update, context, lambda: answer_message(runtime, context.bot, incoming), name="text")
+
+
+async def on_other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A file that is not an image: say what we can read."""
+    await update.effective_message.reply_text(texts.ONLY_IMAGES)

@@ -1,0 +1,56 @@
+"""Stored history → the model's Conversation: which turns the model gets to see, and in what shape.
+
+The model sees user turns (images first, then text, as the canonical prompt format wants) and the
+assistant answers that were actually given. Failed, cancelled, superseded and unfinished answers are
+left out, and so are user turns whose own content could not be stored (a failed download).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable, Sequence
+
+from PIL import Image
+
+from model.types import Conversation, ImagePart, Part, Preamble, TextPart, Turn
+from storage.types import StoredImage, StoredTurn, TurnStatus
+
+USER_STATUSES_SHOWN = frozenset({TurnStatus.COMPLETE, TurnStatus.PENDING})
+
+
+def visible_turns(history: Iterable[StoredTurn]) -> list[StoredTurn]:
+    """The stored turns the model should see, oldest first."""
+    shown = []
+    for turn in sorted(history, key=lambda t: t.position):
+        if turn.role == "assistant" and turn.status is TurnStatus.COMPLETE and turn.text:
+            shown.append(turn)
+        elif turn.role == "user" and turn.status in USER_STATUSES_SHOWN:
+            shown.append(turn)
+    return shown
+
+
+def open_image(stored: StoredImage) -> Image.Image:
+    with Image.open(io.BytesIO(stored.data)) as opened:
+        return opened.convert("RGB")
+
+
+def model_turn(turn: StoredTurn) -> Turn:
+    if turn.role == "assistant":
+        return Turn("assistant", (TextPart(turn.text),))
+    parts: list[Part] = [ImagePart(open_image(image), key=image.sha256) for image in turn.images]
+    if turn.text:
+        parts.append(TextPart(turn.text))
+    return Turn("user", tuple(parts))
+
+
+def build_conversation(history: Sequence[StoredTurn], preamble: Preamble | None) -> Conversation | None:
+    """The Conversation ending at the newest visible user turn; None if there is no user turn to answer.
+
+    Decodes images, so call it in a worker thread.
+    """
+    turns = visible_turns(history)
+    while turns and turns[-1].role != "user":
+        turns.pop()
+    if not turns:
+        return None
+    return Conversation(turns=tuple(model_turn(turn) for turn in turns), preamble=preamble)

@@ -1,0 +1,73 @@
+"""Every sentence the bot says to a person, in one place, so wording is reviewed (and translated) together."""
+
+from __future__ import annotations
+
+DEFAULT_IMAGE_INSTRUCTION = "Describe this image in detail."
+
+HELP = (
+    "I talk about images. Send me a photo (with or without a question in the caption) and I'll tell you "
+    "what I see; then keep asking about it in plain text — I remember the whole conversation, images "
+    "included.\n\n"
+    "Commands:\n"
+    "/new — start a fresh conversation (also /reset)\n"
+    "/retry — write the last answer again\n"
+    "/cancel — stop the answer I'm writing\n"
+    "/forget — erase everything I stored about you\n"
+    "/help — this message\n\n"
+    "In groups I stay quiet unless you mention me (@{bot_username}), reply to one of my messages, or "
+    "send a command addressed to me, like /new@{bot_username}. Each member has their own conversation "
+    "with me."
+)
+
+COMMAND_DESCRIPTIONS = {
+    "start": "What this bot does",
+    "help": "How to use the bot",
+    "new": "Start a fresh conversation",
+    "retry": "Write the last answer again",
+    "cancel": "Stop the answer being written",
+    "forget": "Erase everything stored about you",
+}
+
+NOT_ALLOWED = (
+    "Sorry, this is a private bot and I'm not set up to talk with you. "
+    "Ask the person who runs it to add you."
+)
+ADMINS_ONLY = "Sorry, /stats is only for the bot's admins."
+
+NEW_CONVERSATION = "Fresh start: I've forgotten our previous conversation. Send a photo or a question."
+NOTHING_TO_RETRY = "There is nothing to retry yet: send me a photo or a question first."
+NOTHING_TO_CANCEL = "I'm not writing anything right now."
+CANCELLED = "Stopped."
+CANCELLED_BY_SHUTDOWN = "I had to stop (the bot is restarting). Please send that again in a minute."
+
+FORGET_QUESTION = (
+    "This erases all your conversations, images and settings stored by this bot. It can't be undone. "
+    "Erase everything?"
+)
+FORGET_CONFIRM_BUTTON = "Yes, erase everything"
+FORGET_KEEP_BUTTON = "No, keep it"
+FORGET_DONE = "Done: everything I stored about you is erased."
+FORGET_KEPT = "Okay, nothing was erased."
+FORGET_NOT_YOURS = "Only the person who asked can answer this."
+
+ONLY_IMAGES = (
+    "I can only read images. Send a photo, or an image file (JPEG, PNG, WebP…), and ask me about it."
+)
+IMAGE_TOO_LARGE = "That image is too large for me ({size_mb:.1f} MB; the limit is {limit_mb:.0f} MB). Try a smaller one."
+IMAGE_DOWNLOAD_FAILED = "Sorry, I couldn't download that image from Telegram. Please send it again."
+IMAGE_UNREADABLE = "Sorry, I couldn't read that image — the file seems damaged or isn't a format I know."
+
+PROMPT_TOO_LONG = (
+    "That message is too long for my context. Try /new to start a fresh conversation, or send a "
+    "shorter message."
+)
+GENERATION_FAILED = "Sorry, something went wrong while I was writing the answer. Try /retry in a moment."
+NOT_READY = "I'm still starting up (or shutting down). Please try again in a minute."
+UNEXPECTED_ERROR = "Sorry, something went wrong on my side. Please try again."
+EMPTY_ANSWER = "(I have nothing to add.)"
+
+STATS = (
+    "Users: {users}\nChats: {chats}\nConversations: {conversations}\nTurns: {turns}\n"
+    "Images: {images} ({image_mb:.1f} MB)\nTurns by status: {by_status}\nAnswers running or waiting: {in_flight}"
+)
+EMPTY_QUESTION = "Yes? Send me a photo, or ask a question about the one we're talking about."
