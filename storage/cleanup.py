@@ -56,10 +56,9 @@ async def delete_conversations(session: AsyncSession, conversation_ids: Sequence
         turn_ids = list(await session.scalars(select(Turn.id).where(Turn.conversation_id.in_(ids))))
         image_ids: set[int] = set()
         for turns in _chunks(turn_ids):
-            image_ids.update(
-                await session.scalars(select(TurnImage.image_id).where(TurnImage.turn_id.in_(turns)))
-            )
-            removed += await _execute(session, delete(TurnImage).where(TurnImage.turn_id.in_(turns)))
+            links = TurnImage.turn_id.in_(turns)
+            image_ids.update(await session.scalars(select(TurnImage.image_id).where(links)))
+            removed += await _execute(session, delete(TurnImage).where(links))
             removed += await _execute(
                 session, delete(TurnMessage).where(TurnMessage.turn_id.in_(turns))
             )

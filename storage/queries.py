@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.errors import NotFound
 from storage.images import NormalisedImage
 from storage.schema import Chat, Conversation, Image, Turn, TurnMessage, User, utc_now
+from storage.types import TurnStatus
 
 Row = TypeVar("Row", User, Chat)
 
@@ -48,6 +49,26 @@ async def locked_conversation(session: AsyncSession, conversation_id: int) -> Co
     if conversation is None:
         raise NotFound(f"conversation {conversation_id} does not exist")
     return conversation
+
+
+async def append_turn(
+    session: AsyncSession, conversation_id: int, *, role: str, status: TurnStatus, text: str = ""
+) -> tuple[Turn, Conversation]:
+    """A new last turn (with empty image and message lists) in the conversation, which is
+    locked while positions are counted and marked active."""
+    conversation = await locked_conversation(session, conversation_id)
+    turn = Turn(
+        conversation_id=conversation.id,
+        position=await next_position(session, conversation.id),
+        role=role,
+        text=text,
+        status=status,
+        image_links=[],
+        messages=[],
+    )
+    session.add(turn)
+    conversation.last_activity_at = utc_now()
+    return turn, conversation
 
 
 async def next_position(session: AsyncSession, conversation_id: int) -> int:
@@ -91,7 +112,9 @@ async def link_turn_messages(
     await session.flush()
 
 
-async def image_row(session: AsyncSession, image: NormalisedImage, file_unique_id: str | None) -> Image:
+async def image_row(
+    session: AsyncSession, image: NormalisedImage, file_unique_id: str | None
+) -> Image:
     """The stored row for these normalised bytes, inserted if the content is new."""
     row = await session.scalar(select(Image).where(Image.sha256 == image.sha256))
     if row is None:
@@ -108,14 +131,6 @@ async def image_row(session: AsyncSession, image: NormalisedImage, file_unique_i
         await session.flush()
     elif row.file_unique_id is None and file_unique_id is not None:
         row.file_unique_id = file_unique_id
-    return row
-
-
-async def get_or_add(session: AsyncSession, model: type[Row], row_id: int, **defaults: Any) -> Row:
-    row = await session.get(model, row_id)
-    if row is None:
-        row = model(id=row_id, **defaults)
-        session.add(row)
     return row
 
 

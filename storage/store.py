@@ -25,16 +25,14 @@ from storage.errors import NotFound, StorageError
 from storage.images import DEFAULT_MAX_SIDE, NormalisedImage, normalise_image
 from storage.migrations import upgrade_engine
 from storage.queries import (
-    get_or_add,
+    append_turn,
     get_or_add_placeholder,
     image_row,
     is_open_conversation,
     link_turn_messages,
     load_turn,
-    locked_conversation,
     mark_activity,
     merge_settings,
-    next_position,
     open_conversation,
     start_conversation,
 )
@@ -107,13 +105,13 @@ class Store:
 
         async def work(session: AsyncSession) -> None:
             now = utc_now()
-            user_row = await get_or_add(session, User, user.id, first_seen_at=now, settings={})
+            user_row = await get_or_add_placeholder(session, User, user.id)
             user_row.first_name = user.first_name
             user_row.last_name = user.last_name
             user_row.username = user.username
             user_row.language_code = user.language_code
             user_row.last_seen_at = now
-            chat_row = await get_or_add(session, Chat, chat.id, first_seen_at=now, settings={})
+            chat_row = await get_or_add_placeholder(session, Chat, chat.id, owner_id=user.id)
             chat_row.type = chat.type
             chat_row.title = chat.title
             chat_row.username = chat.username
@@ -160,23 +158,14 @@ class Store:
         normalised = await asyncio.to_thread(self._normalise_all, images)
 
         async def work(session: AsyncSession) -> StoredTurn:
-            conversation = await locked_conversation(session, conversation_id)
-            turn = Turn(
-                conversation_id=conversation.id,
-                position=await next_position(session, conversation.id),
-                role="user",
-                text=text,
-                status=TurnStatus.COMPLETE,
-                image_links=[],
-                messages=[],
+            turn, conversation = await append_turn(
+                session, conversation_id, role="user", status=TurnStatus.COMPLETE, text=text
             )
             for index, (given, image) in enumerate(zip(images, normalised)):
                 row = await image_row(session, image, given.file_unique_id)
                 turn.image_links.append(TurnImage(position=index, image=row))
-            session.add(turn)
             await session.flush()
             await link_turn_messages(session, turn, conversation.chat_id, message_ids)
-            conversation.last_activity_at = utc_now()
             return convert.stored_turn(turn)
 
         return await self._write(work)
@@ -185,18 +174,9 @@ class Store:
         """Append an assistant turn in PENDING state, to be closed when generation ends."""
 
         async def work(session: AsyncSession) -> StoredTurn:
-            conversation = await locked_conversation(session, conversation_id)
-            turn = Turn(
-                conversation_id=conversation.id,
-                position=await next_position(session, conversation.id),
-                role="assistant",
-                text="",
-                status=TurnStatus.PENDING,
-                image_links=[],
-                messages=[],
+            turn, _ = await append_turn(
+                session, conversation_id, role="assistant", status=TurnStatus.PENDING
             )
-            session.add(turn)
-            conversation.last_activity_at = utc_now()
             await session.flush()
             return convert.stored_turn(turn)
 

@@ -1,8 +1,9 @@
 """Alembic environment for the storage schema.
 
-Normally storage.migrations (the package's __init__) hands in an open connection (config.attributes["connection"]). Run
-through the `alembic` command line instead (`alembic -c storage/alembic.ini ...`), it opens its
-own engine from `sqlalchemy.url` or the DATABASE_URL environment variable.
+Normally the runner in this package's __init__ hands in an open connection
+(config.attributes["connection"]). Run through the `alembic` command line instead
+(`alembic -c storage/alembic.ini ...`), it opens its own engine from `sqlalchemy.url` or the
+DATABASE_URL environment variable.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ async def test_concurrent_appends_lose_nothing_and_keep_order(store):
         # Each task talks in one conversation, one exchange after another, as a user would.
         conversation_id = conversations[task % CONVERSATIONS].id
         for exchange in range(EXCHANGES_PER_TASK):
-            await store.touch(UserInfo(task % CONVERSATIONS, f"user {task}"), ChatInfo(-1000, "group"))
+            user = UserInfo(task % CONVERSATIONS, f"user {task}")
+            await store.touch(user, ChatInfo(-1000, "group"))
             await store.add_user_turn(conversation_id, f"task {task} asks {exchange}")
             answer = await store.open_assistant_turn(conversation_id)
             await store.close_assistant_turn(

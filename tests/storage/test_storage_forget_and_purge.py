@@ -70,7 +70,8 @@ async def test_forget_removes_the_users_rows_and_images_everywhere(store, rows, 
     async with rows() as session:
         assert await session.get(User, ALICE.id) is None
         assert await session.get(Chat, ALICE.id) is None
-        assert not (await session.scalars(select(Conversation).where(Conversation.user_id == 1))).all()
+        alices = select(Conversation).where(Conversation.user_id == ALICE.id)
+        assert (await session.scalars(alices)).all() == []
     assert await store.user_settings(ALICE.id) == {}
     assert await store.chat_settings(ALICE.id) == {}
     assert await store.turn_for_message(GROUP.id, 2) is None
