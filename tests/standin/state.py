@@ -42,7 +42,9 @@ class UserHandle:
 class ChatHandle:
     """A chat the bot is in: private (id = the user's id) or a supergroup (maybe a forum).
 
-    Set `blocked` on a private chat to answer the bot 403 "bot was blocked by the user"."""
+    Set `blocked` on a private chat to answer the bot 403 "bot was blocked by the user". With
+    `privacy_mode` a group delivers only what Telegram shows such bots: commands, replies to the
+    bot and messages mentioning it; without it (the default) the bot sees every message."""
 
     id: int
     type: str
@@ -51,6 +53,7 @@ class ChatHandle:
     username: str | None = None
     is_forum: bool = False
     blocked: bool = False
+    privacy_mode: bool = False
     topics: dict[int, str] = field(default_factory=dict)
 
     def wire(self) -> dict[str, Any]:

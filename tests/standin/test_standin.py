@@ -327,6 +327,28 @@ async def test_bot_uploads_become_photos_and_documents(bot: Bot, bot_api: BotApi
     assert (await bot.get_chat(chat.id)).type == "private"
 
 
+async def test_privacy_mode_groups_deliver_only_what_is_meant_for_the_bot(
+        bot: Bot, bot_api: BotApiStandIn):
+    group = bot_api.group_chat(-1005, "Private-ish", privacy_mode=True)
+    ann = bot_api.user(123, "Ann")
+    await bot_api.send_text(group, ann, "just chatting")
+    await bot_api.send_text(group, ann, "/help@other_bot")
+    await bot_api.send_text(group, ann, "hey @IDEFICS_test_bot")
+    await bot_api.send_text(group, ann, "/new")
+    delivered = [u.message.text for u in await bot.get_updates(timeout=0)]
+    assert delivered == ["hey @IDEFICS_test_bot", "/new"]
+
+
+async def test_user_edits_arrive_as_edited_messages(bot: Bot, bot_api: BotApiStandIn):
+    chat = bot_api.private_chat(124)
+    sent = await bot_api.send_text(chat, bot_api.users[124], "wat is this")
+    await bot_api.edit_text(chat, bot_api.users[124], sent, "what is this")
+    updates = await bot.get_updates(timeout=0)
+    assert updates[0].message.text == "wat is this"
+    assert updates[-1].edited_message.text == "what is this"
+    assert updates[-1].edited_message.message_id == sent["message_id"]
+
+
 async def test_wait_for_gives_up_with_the_latest_calls(bot_api: BotApiStandIn):
     with pytest.raises(StandInTimeout):
         await bot_api.wait_for(lambda: False, timeout=0.1)

@@ -38,9 +38,10 @@ class UserActions:
         return self.chats.setdefault(chat.id, chat)
 
     def group_chat(self: BotApiStandIn, chat_id: int, title: str = "Test group",
-                   is_forum: bool = False) -> ChatHandle:
+                   is_forum: bool = False, *, privacy_mode: bool = False) -> ChatHandle:
         """A supergroup (a forum if is_forum) that the bot is a member of."""
-        chat = ChatHandle(chat_id, "supergroup", title=title, is_forum=is_forum)
+        chat = ChatHandle(chat_id, "supergroup", title=title, is_forum=is_forum,
+                          privacy_mode=privacy_mode)
         return self.chats.setdefault(chat.id, chat)
 
     def create_topic(self: BotApiStandIn, chat: ChatHandle, name: str) -> int:
@@ -101,6 +102,20 @@ class UserActions:
                                   reply_to=reply_to, message_thread_id=message_thread_id)
             for index, image in enumerate(images)]
 
+    async def edit_text(self: BotApiStandIn, chat: ChatHandle, user: UserHandle,
+                        message: MessageRef, text: str) -> dict[str, Any]:
+        """The user edits their text message; the bot gets an edited_message update."""
+        original = self.store.get(chat.id, _message_id(message))
+        if original is None or original["from"]["id"] != user.id or "text" not in original:
+            raise ValueError(f"user {user.id} has no text message {_message_id(message)}")
+        edited = {key: value for key, value in original.items() if key != "entities"}
+        edited.update(text=text, edit_date=self.now())
+        if entities := client_entities(text):
+            edited["entities"] = entities
+        self.store.add(edited)  # the update already queued keeps the old text, as on Telegram
+        self._deliver_to_bot(chat, "edited_message", edited)
+        return edited
+
     async def press_button(self: BotApiStandIn, chat: ChatHandle, user: UserHandle,
                            message: MessageRef, callback_data: str) -> dict[str, Any]:
         """Presses an inline button of a bot message; returns the callback_query."""
@@ -154,8 +169,31 @@ class UserActions:
         message = self.new_message(chat, user, thread_id=thread_id, reply_to=reply_id)
         message.update(content)
         self.store.add(message)
-        self.updates.push("message", message)
+        self._deliver_to_bot(chat, "message", message)
         return message
+
+    def _deliver_to_bot(self: BotApiStandIn, chat: ChatHandle, kind: str,
+                        message: dict[str, Any]) -> None:
+        if not chat.privacy_mode or self._meant_for_bot(message):
+            self.updates.push(kind, message)
+
+    def _meant_for_bot(self: BotApiStandIn, message: dict[str, Any]) -> bool:
+        """What a group with privacy mode shows a bot: commands, replies to it, mentions of it."""
+        replied = message.get("reply_to_message") or {}
+        if replied.get("from", {}).get("id") == self.bot_user.id:
+            return True
+        text = message.get("text") or message.get("caption") or ""
+        entities = message.get("entities") or message.get("caption_entities") or []
+        handle = f"@{self.bot_user.username}".lower()
+        for entity in entities:
+            word = text.encode("utf-16-le")[2 * entity["offset"]:
+                                             2 * (entity["offset"] + entity["length"])]
+            word = word.decode("utf-16-le").lower()
+            if entity["type"] == "bot_command" and ("@" not in word or word.endswith(handle)):
+                return True
+            if entity["type"] == "mention" and word == handle:
+                return True
+        return False
 
     def _thumbnail(self: BotApiStandIn, data: bytes) -> dict[str, Any] | None:
         try:
