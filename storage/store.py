@@ -155,7 +155,7 @@ class Store:
     ) -> StoredTurn:
         """Append a complete user turn with its images (normalised, de-duplicated) in one
         transaction. Raises ImageRejected before writing anything if an image is unreadable."""
-        normalised = await asyncio.to_thread(self._normalise_all, images)
+        normalised = await asyncio.to_thread(self._normalise_all, images) if images else []
 
         async def work(session: AsyncSession) -> StoredTurn:
             turn, conversation = await append_turn(
@@ -198,7 +198,6 @@ class Store:
 
         async def work(session: AsyncSession) -> StoredTurn:
             turn = await load_turn(session, turn_id, *TURN_LOADS)
-            now = utc_now()
             turn.status = TurnStatus(status)
             turn.text = text
             turn.finish_reason = finish_reason
@@ -206,7 +205,7 @@ class Store:
             turn.completion_tokens = completion_tokens
             turn.time_to_first_token_s = time_to_first_token_s
             turn.total_s = total_s
-            turn.finished_at = now
+            turn.finished_at = utc_now()
             await mark_activity(session, turn.conversation_id)
             await session.flush()
             return convert.stored_turn(turn)
@@ -230,7 +229,7 @@ class Store:
         message already linked to another turn moves to this one."""
 
         async def work(session: AsyncSession) -> None:
-            turn = await load_turn(session, turn_id, *TURN_LOADS)
+            turn = await load_turn(session, turn_id, selectinload(Turn.messages))
             chat_id = await session.scalar(
                 select(Conversation.chat_id).where(Conversation.id == turn.conversation_id)
             )
