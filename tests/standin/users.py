@@ -46,7 +46,7 @@ class UserActions:
 
     def create_topic(self: BotApiStandIn, chat: ChatHandle, name: str) -> int:
         """Opens a forum topic and returns its message_thread_id."""
-        creator = self.user(1, "Forum admin")
+        creator = UserHandle(1087968824, "Group", "GroupAnonymousBot", is_bot=True)
         message = self.new_message(chat, creator)
         message["forum_topic_created"] = {"name": name, "icon_color": 7322096}
         self.store.add(message)
