@@ -95,3 +95,19 @@ class GenerationResult:
 
 
 StreamEvent = Union[TextDelta, GenerationResult]
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    """A conversation rendered in the canonical IDEFICS format and fitted to the context window.
+
+    `input_ids` (BOS first) and `images` (in prompt order) are what generation needs; `items` is the same
+    prompt as the list `IdeficsProcessor(text=items)` takes, and gives exactly these ids.
+    """
+
+    items: tuple
+    input_ids: tuple[int, ...]
+    images: tuple[Image.Image, ...]
+    image_keys: tuple[str | None, ...]
+    dropped_turns: int
+    dropped_images: int = 0
