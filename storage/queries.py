@@ -32,9 +32,17 @@ def open_conversation(chat_id: int, user_id: int) -> Select[tuple[Conversation]]
     return select(Conversation).where(is_open_conversation(chat_id, user_id))
 
 
-async def start_conversation(session: AsyncSession, chat_id: int, user_id: int) -> Conversation:
-    """Insert an open conversation; the partial unique index rejects a concurrent second one."""
+async def lock_user(session: AsyncSession, user_id: int) -> None:
+    """Serialise one user's conversation changes. PostgreSQL waits here until a concurrent
+    transaction on the same user ends, and the next statement then sees its rows; without the
+    lock, ten concurrent /new commands keep colliding on the open-conversation index. (SQLite
+    needs nothing: BEGIN IMMEDIATE already serialises writers.)"""
     await get_or_add_placeholder(session, User, user_id)
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+async def start_conversation(session: AsyncSession, chat_id: int, user_id: int) -> Conversation:
+    """Insert an open conversation; call with the user locked (see `lock_user`)."""
     await get_or_add_placeholder(session, Chat, chat_id, owner_id=user_id)
     conversation = Conversation(chat_id=chat_id, user_id=user_id)
     session.add(conversation)

@@ -31,6 +31,7 @@ from storage.queries import (
     is_open_conversation,
     link_turn_messages,
     load_turn,
+    lock_user,
     mark_activity,
     merge_settings,
     open_conversation,
@@ -125,6 +126,9 @@ class Store:
         async def work(session: AsyncSession) -> ConversationRef:
             open_one = await session.scalar(open_conversation(chat_id, user_id))
             if open_one is None:
+                await lock_user(session, user_id)
+                open_one = await session.scalar(open_conversation(chat_id, user_id))
+            if open_one is None:
                 open_one = await start_conversation(session, chat_id, user_id)
             return convert.conversation_ref(open_one)
 
@@ -134,6 +138,7 @@ class Store:
         """Close the user's open conversation in this chat (if any) and start a fresh one."""
 
         async def work(session: AsyncSession) -> ConversationRef:
+            await lock_user(session, user_id)
             await session.execute(
                 update(Conversation)
                 .where(is_open_conversation(chat_id, user_id))
