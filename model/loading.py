@@ -184,7 +184,8 @@ def _hub_message(options: LoadOptions, error: BaseException) -> str:
     return (
         f"Could not get {options.model_id!r} from the Hugging Face hub and it is not in the local "
         f"cache ({_first_line(str(error))}). Either this machine has no network (or HF_HUB_OFFLINE=1 is "
-        "set), the id is misspelled, or you meant a local directory that does not exist. On a machine with network, pre-download it with `hf download "
+        "set), the id is misspelled, or you meant a local directory that does not exist. On a machine "
+        "with network, pre-download it with `hf download "
         f"{options.model_id}` (or `huggingface-cli download {options.model_id}`) into the cache, or with "
         "`--local-dir DIR` and then set MODEL_ID=DIR to load from that directory."
     )

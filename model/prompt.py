@@ -162,7 +162,8 @@ class PromptBuilder:
                 full_text += item.strip(" ")
                 last_was_image = False
             else:  # consecutive images share the <fake_token_around_image> between them
-                full_text += (IMAGE_TOKEN if last_was_image else FAKE_IMAGE_TOKEN + IMAGE_TOKEN) + FAKE_IMAGE_TOKEN
+                opening = "" if last_was_image else FAKE_IMAGE_TOKEN
+                full_text += opening + IMAGE_TOKEN + FAKE_IMAGE_TOKEN
                 expected_specials += 2 if last_was_image else 3
                 last_was_image = True
         input_ids = self._tokenizer(full_text, add_special_tokens=False)["input_ids"]

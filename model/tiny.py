@@ -193,3 +193,21 @@ def _constant_channel_readout(model: IdeficsForVisionText2Text, tokenizer) -> fl
     )
     hidden = model.model(input_ids=ids, **no_image).last_hidden_state[0, :, 0]
     return float(hidden[hidden > 0].median())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m model.tiny DIR [--size tiny|small]`; the bot's CLI offers the same as make-tiny-model."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a random IDEFICS checkpoint for tests and demos.")
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--size", choices=sorted(_SIZES), default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eou-bias", type=float, default=None, help="make replies end after a token")
+    args = parser.parse_args(argv)
+    path = make_tiny_checkpoint(args.directory, size=args.size, seed=args.seed, eou_bias=args.eou_bias)
+    print(f"Wrote a {args.size} random IDEFICS checkpoint to {path}; set MODEL_ID={path} to use it.")
+
+
+if __name__ == "__main__":
+    main()
