@@ -1,0 +1,267 @@
+"""ModelService on real tiny IDEFICS checkpoints: stopping, streaming, cancelling, batching, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+
+import pytest
+import torch
+from chain_checkpoint import make_chain_checkpoint
+from PIL import Image
+
+from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
+from model.loaded import END_OF_UTTERANCE, LoadOptions
+from model.loading import load_model
+from model.service import ModelService
+from model.stopping import NEW_USER_TURN
+from model.types import (
+    Conversation,
+    FinishReason,
+    GenerationParams,
+    GenerationResult,
+    ImagePart,
+    TextDelta,
+    TextPart,
+    Turn,
+)
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+GREEDY = GenerationParams(max_new_tokens=24)
+
+
+def _load(directory) -> object:
+    return load_model(LoadOptions(model_id=str(directory), dtype="float32", device_map=None))
+
+
+def _ask(text: str, image: Image.Image | None = None) -> Conversation:
+    parts = (ImagePart(image), TextPart(text)) if image is not None else (TextPart(text),)
+    return Conversation(turns=(Turn(role="user", parts=parts),))
+
+
+def _colour(rgb: tuple[int, int, int]) -> Image.Image:
+    return Image.new("RGB", (40, 32), rgb)
+
+
+async def _collect(service: ModelService, conversation: Conversation, params=GREEDY):
+    deltas: list[str] = []
+    result = None
+    async for event in service.stream(conversation, params):
+        assert result is None, "nothing may follow the GenerationResult"
+        if isinstance(event, TextDelta):
+            deltas.append(event.text)
+        else:
+            assert isinstance(event, GenerationResult)
+            result = event
+    assert result is not None
+    return deltas, result
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_checkpoint):
+    return _load(tiny_checkpoint)
+
+
+@pytest.fixture
+async def service(tiny_loaded):
+    service = ModelService(tiny_loaded, max_batch_size=8, batch_window_s=0.3)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def test_eou_checkpoint_stops_at_end_of_utterance_and_never_shows_the_token(tiny_checkpoint_eou) -> None:
+    service = ModelService(_load(tiny_checkpoint_eou))
+    await service.start()
+    try:
+        deltas, result = await _collect(service, _ask("Hello, what is this?", _colour((200, 10, 10))))
+    finally:
+        await service.stop()
+    assert result.finish_reason is FinishReason.END_OF_UTTERANCE
+    assert result.completion_tokens < GREEDY.max_new_tokens
+    assert END_OF_UTTERANCE not in result.text and all(END_OF_UTTERANCE not in d for d in deltas)
+    assert "".join(deltas) == result.text
+
+
+async def test_new_user_turn_the_model_writes_never_reaches_the_consumer(tmp_path) -> None:
+    # This checkpoint writes " The\nUser: The\nUser:..." after the prompt's final ":".
+    checkpoint = make_chain_checkpoint(tmp_path / "user-turn", [":", " The", "\n", "User", ":"])
+    service = ModelService(_load(checkpoint))
+    await service.start()
+    try:
+        deltas, result = await _collect(service, _ask("Say something", _colour((0, 90, 200))))
+    finally:
+        await service.stop()
+    assert result.finish_reason is FinishReason.STOP_STRING
+    assert result.text == "The"
+    shown = ""
+    for delta in deltas:
+        shown += delta
+        assert not any(shown.endswith(NEW_USER_TURN[:n]) for n in range(1, len(NEW_USER_TURN) + 1))
+    assert shown == "The"
+
+
+async def test_streamed_deltas_concatenate_to_the_final_text(service) -> None:
+    for text, image in [("Describe it", _colour((10, 200, 10))), ("Tell me a story about the sea", None)]:
+        deltas, result = await _collect(service, _ask(text, image))
+        assert "".join(deltas) == result.text
+        assert result.text == result.text.strip()
+        assert result.prompt_tokens > 0 and result.completion_tokens > 0
+        assert result.time_to_first_token_s is not None and 0 < result.time_to_first_token_s <= result.total_s
+
+
+async def test_max_new_tokens_ends_the_reply_with_length(tiny_loaded) -> None:
+    service = ModelService(tiny_loaded)
+    await service.start()
+    try:
+        _, result = await _collect(service, _ask("Count to ten"), GenerationParams(max_new_tokens=3, ignore_stop=True))
+        _, natural = await _collect(service, _ask("Count to ten"), GenerationParams(max_new_tokens=3))
+    finally:
+        await service.stop()
+    assert result.finish_reason is FinishReason.LENGTH and result.completion_tokens == 3
+    assert natural.completion_tokens <= 3
+    if natural.finish_reason is FinishReason.LENGTH:
+        assert natural.completion_tokens == 3
+
+
+async def test_cancelled_request_frees_the_worker_for_the_next_one(tiny_loaded) -> None:
+    service = ModelService(tiny_loaded, max_batch_size=1)
+    await service.start()
+    try:
+        long_params = GenerationParams(max_new_tokens=1500, ignore_stop=True)
+        first_event = asyncio.Event()
+
+        async def consume_long() -> None:
+            async for _ in service.stream(_ask("Write a very long story"), long_params):
+                first_event.set()
+
+        long_task = asyncio.create_task(consume_long())
+        await asyncio.wait_for(first_event.wait(), timeout=60)
+        long_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await long_task
+        started = time.perf_counter()
+        _, result = await asyncio.wait_for(_collect(service, _ask("Short one"), GenerationParams(max_new_tokens=4)), 30)
+        waited = time.perf_counter() - started
+    finally:
+        await service.stop()
+    assert result.finish_reason in (FinishReason.LENGTH, FinishReason.END_OF_UTTERANCE, FinishReason.STOP_STRING)
+    stats = service.stats
+    assert stats.finished[FinishReason.CANCELLED] == 1
+    # 1500 tokens take far longer than this; the next request only waited for the cancel to land.
+    assert waited < 10
+
+
+async def test_four_concurrent_greedy_requests_match_four_sequential_ones(service) -> None:
+    conversations = [
+        _ask("What is in this picture?", _colour((255, 0, 0))),
+        _ask("Describe the colours you see here, please, in detail", _colour((0, 0, 255))),
+        _ask("Hi"),
+        Conversation(
+            turns=(
+                Turn("user", (ImagePart(_colour((0, 255, 0))), TextPart("And this one?"))),
+                Turn("assistant", (TextPart("A green square."),)),
+                Turn("user", (ImagePart(_colour((250, 250, 0))), TextPart("Compare them"))),
+            )
+        ),
+    ]
+    sequential = [(await _collect(service, c))[1].text for c in conversations]
+    assert service.stats.largest_batch == 1
+    batched = await asyncio.gather(*(_collect(service, c) for c in conversations))
+    assert service.stats.largest_batch == 4
+    assert [result.text for _, result in batched] == sequential
+    assert len(set(sequential)) > 1  # the prompts really differ, so a mix-up would show
+    for deltas, result in batched:
+        assert "".join(deltas) == result.text
+
+
+def _truncated_png() -> Image.Image:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 30, 200)).save(buffer, format="PNG")
+    return Image.open(io.BytesIO(buffer.getvalue()[:60]))  # opens lazily; fails when pixels are read
+
+
+async def test_one_broken_image_fails_only_its_own_request(service) -> None:
+    good = [_ask("First", _colour((255, 0, 0))), _ask("Second"), _ask("Third", _colour((0, 0, 255)))]
+    expected = [(await _collect(service, c))[1].text for c in good]
+    outcomes = await asyncio.gather(
+        *(_collect(service, c) for c in [good[0], _ask("Broken", _truncated_png()), *good[1:]]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], GenerationFailed)
+    assert [outcome[1].text for outcome in outcomes[:1] + outcomes[2:]] == expected
+    assert service.stats.finished[FinishReason.ERROR] == 1
+    _, after = await _collect(service, good[0])  # and the service keeps serving
+    assert after.text == expected[0]
+
+
+async def test_a_failing_batch_is_retried_one_request_at_a_time(service, tiny_loaded, monkeypatch) -> None:
+    prompts = [_ask("One"), _ask("Two", _colour((9, 9, 9))), _ask("Three")]
+    expected = [(await _collect(service, c))[1].text for c in prompts]
+    real_generate = tiny_loaded.model.generate
+
+    def generate_failing_on_batches(**kwargs):
+        if kwargs["input_ids"].shape[0] > 1:
+            raise RuntimeError("simulated kernel failure on a batch")
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(tiny_loaded.model, "generate", generate_failing_on_batches)
+    outcomes = await asyncio.gather(*(_collect(service, c) for c in prompts))
+    assert [result.text for _, result in outcomes] == expected
+    assert service.stats.retries >= 1 and service.stats.largest_batch == 3
+
+
+async def test_out_of_memory_retries_with_smaller_batches(service, tiny_loaded, monkeypatch) -> None:
+    prompts = [_ask(f"Question number {n}") for n in range(4)]
+    expected = [(await _collect(service, c))[1].text for c in prompts]
+    real_generate = tiny_loaded.model.generate
+    seen_sizes: list[int] = []
+
+    def generate_with_little_memory(**kwargs):
+        seen_sizes.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("simulated: CUDA out of memory")
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(tiny_loaded.model, "generate", generate_with_little_memory)
+    outcomes = await asyncio.gather(*(_collect(service, c) for c in prompts))
+    assert [result.text for _, result in outcomes] == expected
+    assert seen_sizes == [4, 2, 2]
+
+
+async def test_seeded_sampling_is_reproducible(service) -> None:
+    def sampled(seed: int) -> GenerationParams:
+        return GenerationParams(max_new_tokens=20, do_sample=True, temperature=1.0, top_p=1.0, seed=seed)
+
+    conversation = _ask("Tell me something", _colour((30, 60, 90)))
+    first = (await _collect(service, conversation, sampled(7)))[1].text
+    again = (await _collect(service, conversation, sampled(7)))[1].text
+    other = (await _collect(service, conversation, sampled(8)))[1].text
+    assert first == again
+    assert other != first
+
+
+async def test_a_newest_turn_that_cannot_fit_raises_prompt_too_long_before_any_event(service) -> None:
+    events = []
+    with pytest.raises(PromptTooLong):
+        async for event in service.stream(_ask("word " * 5000), GREEDY):
+            events.append(event)
+    assert events == []
+
+
+async def test_stop_cancels_running_and_queued_requests(tiny_loaded) -> None:
+    service = ModelService(tiny_loaded, max_batch_size=1)
+    await service.start()
+    long_params = GenerationParams(max_new_tokens=1500, ignore_stop=True)
+    running = asyncio.create_task(_collect(service, _ask("Long story"), long_params))
+    queued = asyncio.create_task(_collect(service, _ask("Another long story"), long_params))
+    await asyncio.sleep(0.5)
+    await service.stop()
+    for task in (running, queued):
+        _, result = await asyncio.wait_for(task, timeout=10)
+        assert result.finish_reason is FinishReason.CANCELLED
+    with pytest.raises(ServiceStopped):
+        await _collect(service, _ask("Too late"))
