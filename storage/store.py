@@ -277,6 +277,7 @@ class Store:
             return None if image is None else convert.stored_image(image)
 
     async def stats(self) -> StoreStats:
+        """Row counts and stored image bytes, for the admin /stats command."""
         async with self._read() as session, session.begin():
 
             async def count(model: type) -> int:
