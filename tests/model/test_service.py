@@ -265,3 +265,59 @@ async def test_stop_cancels_running_and_queued_requests(tiny_loaded) -> None:
         assert result.finish_reason is FinishReason.CANCELLED
     with pytest.raises(ServiceStopped):
         await _collect(service, _ask("Too late"))
+
+
+async def test_a_row_that_finishes_early_is_answered_before_its_batch_ends(service) -> None:
+    finished_at: dict[str, float] = {}
+
+    async def run(name: str, max_new_tokens: int) -> GenerationResult:
+        _, result = await _collect(service, _ask(f"Request {name}"), GenerationParams(max_new_tokens, ignore_stop=True))
+        finished_at[name] = time.perf_counter()
+        return result
+
+    short, long = await asyncio.gather(run("short", 2), run("long", 400))
+    assert service.stats.largest_batch == 2  # they really shared one generate call
+    assert (short.completion_tokens, long.completion_tokens) == (2, 400)
+    assert finished_at["short"] < finished_at["long"]
+    assert short.total_s < long.total_s / 4
+
+
+async def test_cancelling_one_row_of_a_batch_leaves_the_other_running(service) -> None:
+    params = GenerationParams(max_new_tokens=300, ignore_stop=True)
+    first_event = asyncio.Event()
+
+    async def cancelled_consumer() -> None:
+        async for _ in service.stream(_ask("I will be cancelled"), params):
+            first_event.set()
+
+    doomed = asyncio.create_task(cancelled_consumer())
+    survivor = asyncio.create_task(_collect(service, _ask("I will finish"), params))
+    await asyncio.wait_for(first_event.wait(), timeout=60)
+    doomed.cancel()
+    deltas, result = await asyncio.wait_for(survivor, timeout=120)
+    assert service.stats.largest_batch == 2
+    assert result.finish_reason is FinishReason.LENGTH and result.completion_tokens == 300
+    assert "".join(deltas) == result.text
+    assert service.stats.finished[FinishReason.CANCELLED] == 1
+
+
+@pytest.mark.parametrize("how", ["break", "aclose"])
+async def test_leaving_the_stream_early_cancels_the_request(tiny_loaded, how: str) -> None:
+    service = ModelService(tiny_loaded, max_batch_size=1)
+    await service.start()
+    try:
+        stream = service.stream(_ask("A long story"), GenerationParams(max_new_tokens=1500, ignore_stop=True))
+        if how == "aclose":
+            await stream.__anext__()
+            await stream.aclose()
+        else:
+            async for _ in stream:
+                break
+            del stream  # the loop finalizes an abandoned async generator, which cancels the request
+        started = time.perf_counter()
+        _, result = await asyncio.wait_for(_collect(service, _ask("Next"), GenerationParams(max_new_tokens=3)), 30)
+        assert time.perf_counter() - started < 10
+    finally:
+        await service.stop()
+    assert service.stats.finished[FinishReason.CANCELLED] == 1
+    assert result.completion_tokens <= 3
