@@ -1,0 +1,353 @@
+"""AnswerRenderer driven through a real telegram.Bot against the Bot API stand-in.
+
+Intervals are shrunk so the suite stays fast; the stand-in's flood limits stay on unless a test says
+why it widens one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+
+import pytest
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.ext import AIORateLimiter, ExtBot
+
+from bot import rendering
+from bot.rendering import AnswerRenderer
+from tests.standin.flood import Window
+from tests.standin.server import BotApiStandIn
+from tests.standin.state import ChatHandle
+
+FAST = dict(min_interval_s=0.05, group_min_interval_s=0.05)
+MARKUP = InlineKeyboardMarkup([[InlineKeyboardButton("Retry", callback_data="retry")]])
+LONG_ANSWER = "\n\n".join(
+    " ".join(f"Paragraph {p} sentence {s} says something about the picture." for s in range(12))
+    for p in range(14)
+)  # about 9,600 characters: three messages
+
+
+@pytest.fixture
+async def bot(bot_api: BotApiStandIn):
+    async with Bot(bot_api.token, base_url=bot_api.base_url,
+                   base_file_url=bot_api.base_file_url) as real_bot:
+        yield real_bot
+
+
+async def user_message(bot_api: BotApiStandIn, chat: ChatHandle, user_id: int = 501) -> int:
+    message = await bot_api.send_text(chat, bot_api.user(user_id), "what is in the picture?")
+    return message["message_id"]
+
+
+def writes(bot_api: BotApiStandIn, *methods: str) -> list:
+    wanted = {m.lower() for m in methods}
+    return [call for call in bot_api.calls if call.method.lower() in wanted]
+
+
+def without_whitespace(text: str) -> str:
+    return re.sub(r"\s", "", text)
+
+
+async def test_private_answer_streams_drafts_then_sends_the_final_text_as_a_reply(bot, bot_api):
+    chat = bot_api.private_chat(501)
+    asked = await user_message(bot_api, chat)
+    renderer = AnswerRenderer(bot, chat.id, is_private=True, reply_to_message_id=asked,
+                              final_reply_markup=MARKUP, **FAST)
+    async with renderer:
+        await renderer.update("A red")
+        await bot_api.wait_for(lambda: len(bot_api.drafts(chat)) == 1)
+        await renderer.update("A red square on")
+        await bot_api.wait_for(lambda: len(bot_api.drafts(chat)) == 2)
+        ids = await renderer.finish("A red square on white.")
+
+    assert bot_api.drafts(chat) == ["A red", "A red square on"]
+    draft_ids = {call.params["draft_id"] for call in bot_api.calls_to("sendMessageDraft")}
+    assert len(draft_ids) == 1 and 0 not in draft_ids
+    [message] = bot_api.bot_messages(chat)
+    assert ids == [message.message_id]
+    assert message.text == "A red square on white." and message.edits == []
+    assert message.reply_to_message_id == asked
+    assert message.buttons == [("Retry", "retry")]
+    assert all("parse_mode" not in call.params for call in bot_api.calls)
+
+
+async def test_group_answer_is_a_reply_edited_as_it_grows_and_finished_with_markup(bot, bot_api):
+    chat = bot_api.group_chat(-100500)
+    asked = await user_message(bot_api, chat)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, reply_to_message_id=asked,
+                              final_reply_markup=MARKUP, **FAST)
+    async with renderer:
+        await renderer.update("Two")
+        await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
+        await renderer.update("Two cats")
+        await bot_api.wait_for(lambda: bot_api.bot_messages(chat)[0].text == "Two cats")
+        ids = await renderer.finish("Two cats sleeping.")
+
+    [message] = bot_api.bot_messages(chat)
+    assert ids == [message.message_id]
+    assert message.history == ["Two", "Two cats", "Two cats sleeping."]
+    assert message.reply_to_message_id == asked
+    assert message.buttons == [("Retry", "retry")]
+    assert bot_api.calls_to("sendMessageDraft") == []
+
+
+async def test_fast_updates_become_few_writes_spaced_by_the_interval(bot, bot_api):
+    chat = bot_api.group_chat(-100501)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, min_interval_s=0.05,
+                              group_min_interval_s=0.25)
+    text = ""
+    async with renderer:
+        for word in range(100):  # about 1.2 s of a fast model
+            text += f" w{word}"
+            await renderer.update(text)
+            await asyncio.sleep(0.012)
+        await renderer.finish(text)
+
+    stream = writes(bot_api, "sendMessage", "editMessageText")[:-1]  # the last one is the final
+    assert 2 <= len(stream) <= 7, f"{len(stream)} writes for 100 updates"
+    gaps = [later.time - earlier.time for earlier, later in zip(stream, stream[1:])]
+    assert min(gaps) >= 0.24
+    assert bot_api.bot_messages(chat)[0].text == text.strip()
+
+
+async def test_unchanged_text_is_not_sent_again(bot, bot_api):
+    chat = bot_api.private_chat(502)
+    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
+    async with renderer:
+        for _ in range(10):
+            await renderer.update("Same words")
+            await asyncio.sleep(0.02)
+        await renderer.update("Same words  ")  # only trailing whitespace differs
+        await asyncio.sleep(0.15)
+        await renderer.finish("Same words")
+    assert bot_api.drafts(chat) == ["Same words"]
+
+
+async def test_default_private_interval_stays_within_telegrams_flood_limits(bot, bot_api):
+    chat = bot_api.private_chat(503)
+    renderer = AnswerRenderer(bot, chat.id, is_private=True)  # min_interval_s=1.0 as in production
+    text = ""
+    async with renderer:
+        started = time.monotonic()
+        while time.monotonic() - started < 2.2:
+            text += " token"
+            await renderer.update(text)
+            await asyncio.sleep(0.02)
+        ids = await renderer.finish(text + " end.")
+    assert bot_api.served_429s == 0
+    assert 2 <= len(bot_api.drafts(chat)) <= 4
+    assert [m.text for m in bot_api.bot_messages(chat)] == [(text + " end.").strip()]
+    assert len(ids) == 1
+
+
+async def test_429_while_streaming_is_obeyed_and_the_final_text_still_arrives(bot, bot_api):
+    chat = bot_api.group_chat(-100502)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
+    async with renderer:
+        await renderer.update("First words")
+        await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
+        bot_api.fail_next("editMessageText", 429, "Too Many Requests: retry after 1", retry_after=1)
+        update_durations = []
+        for step in range(20):
+            started = time.monotonic()
+            await renderer.update(f"First words and more {step}")
+            update_durations.append(time.monotonic() - started)
+            await asyncio.sleep(0.02)
+        ids = await renderer.finish("First words and more, finally.")
+
+    assert max(update_durations) < 0.05, "update() waited for Telegram"
+    edits = bot_api.calls_to("editMessageText")
+    refused = next(call for call in edits if call.status == 429)
+    after = [call for call in edits if call.time > refused.time]
+    assert after and after[0].time - refused.time >= 0.95, "wrote again before retry_after passed"
+    [message] = bot_api.bot_messages(chat)
+    assert ids == [message.message_id] and message.text == "First words and more, finally."
+
+
+async def test_final_message_is_delivered_after_repeated_429s(bot, bot_api):
+    chat = bot_api.private_chat(504)
+    bot_api.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1, times=2)
+    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
+    async with renderer:
+        ids = await renderer.finish("Delivered anyway.")
+    assert [m.text for m in bot_api.bot_messages(chat)] == ["Delivered anyway."]
+    assert len(ids) == 1 and bot_api.served_429s == 2
+
+
+async def test_429_is_survived_when_ptbs_rate_limiter_retries_it_itself(bot_api):
+    chat = bot_api.group_chat(-100503)
+    limited = ExtBot(bot_api.token, base_url=bot_api.base_url,
+                     base_file_url=bot_api.base_file_url,
+                     rate_limiter=AIORateLimiter(max_retries=2))
+    async with limited:
+        bot_api.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+        renderer = AnswerRenderer(limited, chat.id, is_private=False, **FAST)
+        async with renderer:
+            await renderer.update("Hello")
+            await asyncio.sleep(0.1)
+            ids = await renderer.finish("Hello there.")
+    messages = bot_api.bot_messages(chat)
+    assert [m.text for m in messages] == ["Hello there."], "the 429 lost or duplicated a message"
+    assert ids == [messages[0].message_id] and bot_api.served_429s == 1
+
+
+async def test_final_text_equal_to_the_shown_text_is_not_an_error(bot, bot_api):
+    chat = bot_api.group_chat(-100504)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
+    async with renderer:
+        await renderer.update("Exactly this.")
+        await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
+        ids = await renderer.finish("Exactly this.")
+    [message] = bot_api.bot_messages(chat)
+    assert ids == [message.message_id] and message.text == "Exactly this."
+    assert any("not modified" in e.description for e in bot_api.served_errors)
+
+
+async def test_long_group_answer_freezes_full_messages_and_continues_in_new_replies(bot, bot_api):
+    # Each freeze costs an extra edit; widen the group window so this test is about splitting.
+    bot_api.flood_limits.group_chat = Window(100, 60.0)
+    chat = bot_api.group_chat(-100505)
+    asked = await user_message(bot_api, chat)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, reply_to_message_id=asked, **FAST)
+    async with renderer:
+        for end in range(1500, 6001, 1500):
+            await renderer.update(LONG_ANSWER[:end])
+            await asyncio.sleep(0.08)
+        # Still streaming: the first message is already full and final, the rest is a new reply.
+        first, second = await bot_api.wait_for_bot_message(chat, count=2, timeout=5)
+        assert len(first.text) <= 4096 and first.text.endswith(".")
+        assert LONG_ANSWER.startswith(first.text)
+        assert second.text == LONG_ANSWER[:6000][len(first.text):].strip()
+        ids = await renderer.finish(LONG_ANSWER)
+
+    messages = bot_api.bot_messages(chat)
+    assert ids == [m.message_id for m in messages] and len(messages) == 3
+    assert messages[0].text == first.text, "a frozen message was edited again"
+    assert all(len(m.text) <= 4096 for m in messages)
+    assert all(m.reply_to_message_id == asked for m in messages)
+    assert all(m.text.endswith(".") for m in messages), "a message was cut mid-sentence"
+    assert without_whitespace("".join(m.text for m in messages)) == without_whitespace(LONG_ANSWER)
+
+
+async def test_long_private_answer_is_sent_as_several_messages_with_markup_on_the_last(bot, bot_api):
+    chat = bot_api.private_chat(505)
+    renderer = AnswerRenderer(bot, chat.id, is_private=True, final_reply_markup=MARKUP, **FAST)
+    async with renderer:
+        await renderer.update(LONG_ANSWER[:3000])
+        ids = await renderer.finish(LONG_ANSWER)
+    messages = bot_api.bot_messages(chat)
+    assert ids == [m.message_id for m in messages] and len(messages) == 3
+    assert all(len(m.text) <= 4096 for m in messages)
+    assert [bool(m.buttons) for m in messages] == [False, False, True]
+    assert without_whitespace("".join(m.text for m in messages)) == without_whitespace(LONG_ANSWER)
+
+
+async def test_blocked_bot_stops_quietly_without_raising(bot, bot_api, caplog):
+    chat = bot_api.private_chat(506)
+    chat.blocked = True
+    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
+    with caplog.at_level(logging.INFO, logger="bot.rendering"):
+        async with renderer:
+            await renderer.update("Nobody will see this")
+            await asyncio.sleep(0.1)
+            ids = await renderer.finish("Nobody will see this either.")
+    assert ids == []
+    assert any(e.error_code == 403 for e in bot_api.served_errors)
+    assert any("blocked" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+    calls_after = len(bot_api.calls)
+    await renderer.update("more")
+    await asyncio.sleep(0.1)
+    assert len(bot_api.calls) == calls_after
+
+
+async def test_bot_removed_from_a_group_mid_stream_stops_writing_and_does_not_raise(bot, bot_api):
+    chat = bot_api.group_chat(-100509)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)  # no typing task: streaming only
+    await renderer.update("First part")
+    await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
+    chat.blocked = True
+    for step in range(15):
+        await renderer.update(f"First part and more {step}")
+        await asyncio.sleep(0.02)
+    ids = await renderer.finish("First part and more, finally.")
+    assert ids == []
+    assert [e.error_code for e in bot_api.served_errors] == [403], "kept writing after a 403"
+
+
+async def test_refused_drafts_fall_back_to_editing_a_message(bot, bot_api):
+    chat = bot_api.private_chat(507)
+    bot_api.fail_next("sendMessageDraft", 400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
+    async with renderer:
+        await renderer.update("Partial")
+        await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
+        ids = await renderer.finish("Partial, then whole.")
+    [message] = bot_api.bot_messages(chat)
+    assert ids == [message.message_id]
+    assert message.history == ["Partial", "Partial, then whole."]
+    assert len(bot_api.calls_to("sendMessageDraft")) == 1
+
+
+async def test_empty_text_is_never_sent(bot, bot_api):
+    chat = bot_api.group_chat(-100506)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
+    async with renderer:
+        await renderer.update("")
+        await renderer.update(" \n ")
+        await asyncio.sleep(0.15)
+        ids = await renderer.finish("   ")
+    assert ids == []
+    assert writes(bot_api, "sendMessage", "editMessageText", "sendMessageDraft") == []
+
+
+async def test_typing_indicator_is_kept_up_in_the_topic_until_the_answer_is_finished(
+    bot, bot_api, monkeypatch
+):
+    monkeypatch.setattr(rendering, "TYPING_REFRESH_S", 0.1)
+    chat = bot_api.group_chat(-100507, is_forum=True)
+    topic = bot_api.create_topic(chat, "Pictures")
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, message_thread_id=topic, **FAST)
+    async with renderer:
+        await asyncio.sleep(0.35)
+        await renderer.finish("Done.")
+        actions = bot_api.calls_to("sendChatAction")
+        await asyncio.sleep(0.3)
+    assert len(actions) >= 3
+    assert all(c.params["action"] == "typing" and c.params["message_thread_id"] == topic
+               for c in actions)
+    assert len(bot_api.calls_to("sendChatAction")) == len(actions), "typing went on after finish"
+    assert bot_api.bot_messages(chat)[0].message_thread_id == topic
+
+
+async def test_failure_keeps_the_partial_text_and_adds_the_apology(bot, bot_api):
+    chat = bot_api.group_chat(-100508)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, final_reply_markup=MARKUP, **FAST)
+    async with renderer:
+        await renderer.update("The picture shows")
+        await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
+        ids = await renderer.fail("Sorry, the model stopped.", partial_text="The picture shows")
+    [message] = bot_api.bot_messages(chat)
+    assert ids == [message.message_id]
+    assert message.text == "The picture shows\n\nSorry, the model stopped."
+    assert message.buttons == []
+
+
+async def test_cancelled_caller_leaves_no_background_writes(bot, bot_api, monkeypatch):
+    monkeypatch.setattr(rendering, "TYPING_REFRESH_S", 0.05)
+    chat = bot_api.private_chat(509)
+
+    async def answer() -> None:
+        async with AnswerRenderer(bot, chat.id, is_private=True, **FAST) as renderer:
+            await renderer.update("Half an")
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(answer())
+    await bot_api.wait_for(lambda: bot_api.drafts(chat))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    calls_after = len(bot_api.calls)
+    await asyncio.sleep(0.2)
+    assert len(bot_api.calls) == calls_after
