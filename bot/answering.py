@@ -111,11 +111,25 @@ async def generate_answer(runtime: BotRuntime, bot: Bot, conversation_id: int, t
     try:
         async with renderer:
             await _stream_into(runtime, conversation, params, renderer, outcome)
+    except asyncio.CancelledError:  # cancelled while delivering the final text
+        if outcome.status is not TurnStatus.COMPLETE:
+            outcome.status, outcome.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
+        raise
     finally:  # also after an unexpected error: the turn must not stay pending
-        await _record(runtime, turn.id, outcome)
+        await _record_even_if_cancelled(runtime, turn.id, outcome)
     if outcome.cancel_reason is not None:
         raise asyncio.CancelledError(outcome.cancel_reason)
     return True
+
+
+async def _record_even_if_cancelled(runtime: BotRuntime, turn_id: int, outcome: _Outcome) -> None:
+    """Store how the answer ended; a cancel arriving meanwhile (shutdown) waits for the write first."""
+    recording = asyncio.ensure_future(_record(runtime, turn_id, outcome))
+    try:
+        await asyncio.shield(recording)
+    except asyncio.CancelledError:
+        await recording
+        raise
 
 
 async def _record(runtime: BotRuntime, turn_id: int, outcome: _Outcome) -> None:

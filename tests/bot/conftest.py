@@ -1,0 +1,167 @@
+"""Fixtures for the bot's end-to-end tests: the Bot API stand-in, settings pointing at it, and the real
+Application (from `build_application`) run the way `run_polling` runs it, but inside the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from PIL import Image
+from telegram.ext import Application
+
+from bot.app import build_application
+from bot.lifecycle import load_model_service
+from bot.runtime import BotRuntime, runtime_of
+from bot.settings import Settings
+from model.service import ModelService
+from model.types import Conversation, GenerationParams
+from tests.standin.fixtures import bot_api  # noqa: F401 - the stand-in fixture
+from tests.standin.server import BotApiStandIn
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_errors_logged(caplog: pytest.LogCaptureFixture):
+    """Every bot test also proves nothing went wrong unseen: no ERROR log from the bot or PTB."""
+    caplog.set_level(logging.INFO)
+    yield
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("bot", "telegram")]
+    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}"
+
+
+@pytest.fixture
+def make_settings(bot_api: BotApiStandIn, database_url: str, tiny_checkpoint: Path) -> Callable[..., Settings]:
+    """Settings for a bot talking to the stand-in, with the tiny checkpoint and a fresh SQLite file."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = dict(
+            telegram_bot_token=bot_api.token,
+            telegram_api_url=bot_api.api_root,
+            database_url=database_url,
+            model_id=str(tiny_checkpoint),
+            model_dtype="float32",
+            max_new_tokens=8,
+            stream_edit_interval_s=0.6,  # drafts stay inside the stand-in's flood limits
+            conversation_retention_days=0,
+        )
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@asynccontextmanager
+async def running(application: Application) -> AsyncIterator[Application]:
+    """Start and stop an Application in the order `run_polling` does, hooks included."""
+    await application.initialize()
+    try:
+        await application.post_init(application)
+        await application.updater.start_polling(poll_interval=0, timeout=1)
+        await application.start()
+        try:
+            yield application
+        finally:
+            if application.updater.running:
+                await application.updater.stop()
+            if application.running:
+                await application.stop()
+                await application.post_stop(application)
+    finally:
+        await application.shutdown()
+        await application.post_shutdown(application)
+
+
+@pytest_asyncio.fixture
+async def start_bot(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+    """`await start_bot(**settings_overrides, model_service_factory=...)` → a running Application.
+
+    Every bot started is stopped at the end of the test; `stop_bot(app)` stops one earlier (a restart).
+    """
+    stacks: dict[int, AsyncExitStack] = {}
+
+    async def start(*, model_service_factory: Callable | None = None, **overrides: Any) -> Application:
+        application = build_application(make_settings(**overrides), model_service_factory=model_service_factory)
+        stack = AsyncExitStack()
+        await stack.enter_async_context(running(application))
+        stacks[id(application)] = stack
+        return application
+
+    async def stop(application: Application) -> None:
+        await stacks.pop(id(application)).aclose()
+
+    start.stop = stop  # type: ignore[attr-defined]
+    try:
+        yield start
+    finally:
+        for stack in reversed(list(stacks.values())):
+            await stack.aclose()
+
+
+def runtime(application: Application) -> BotRuntime:
+    return runtime_of(application)
+
+
+async def answers_settled(application: Application, timeout: float = 30) -> None:
+    """Wait until no answer is running or queued (each one records its turn before it ends)."""
+    async with asyncio.timeout(timeout):
+        while runtime(application).answers.pending_count():
+            await asyncio.sleep(0.02)
+
+
+class RecordingModelService(ModelService):
+    """The real service, recording every conversation it was asked to answer (and optionally slowed
+    down between stream events, so a test can act while an answer is being written)."""
+
+    def __init__(self, *args: Any, delay_s: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delay_s = delay_s
+        self.conversations: list[Conversation] = []
+
+    async def stream(self, conversation: Conversation, params: GenerationParams):
+        self.conversations.append(conversation)
+        events = super().stream(conversation, params)
+        try:
+            async for event in events:
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                yield event
+        finally:
+            await events.aclose()
+
+
+def recording_factory(delay_s: float = 0.0) -> tuple[Callable, list[RecordingModelService]]:
+    """A model_service_factory that builds RecordingModelServices over the real tiny checkpoint."""
+    made: list[RecordingModelService] = []
+
+    async def factory(settings: Settings) -> RecordingModelService:
+        plain = await load_model_service(settings)
+        service = RecordingModelService(
+            plain.loaded, max_batch_size=settings.max_batch_size, max_images=settings.max_images_in_prompt,
+            delay_s=delay_s,
+        )
+        made.append(service)
+        return service
+
+    return factory, made
+
+
+def image_bytes(color: str, size: tuple[int, int] = (64, 48), fmt: str = "JPEG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
