@@ -128,8 +128,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, help="model directory or hub id (default: make 'small')")
     parser.add_argument("--requests", type=int, default=8, help="concurrent requests (default 8)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens per request (default 128)")
-    parser.add_argument("--batch-window", type=float, default=0.01,
-                        help="seconds an idle worker waits for a batch to fill (default 0.01, the service's)")  # fmt: skip
+    parser.add_argument(
+        "--batch-window", type=float, default=0.01,
+        help="seconds an idle worker waits for a batch to fill (default 0.01, as the service)",
+    )  # fmt: skip
     parser.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return parser.parse_args(argv)

@@ -97,7 +97,9 @@ def make_row(loaded: LoadedModel, params: GenerationParams, sink: RowSink, *, ig
     return BatchRow(stopper=stopper, sink=sink)
 
 
-def generate_kwargs(loaded: LoadedModel, params: GenerationParams, max_new_tokens: int, *, ignore_stop: bool) -> dict:
+def generate_kwargs(
+    loaded: LoadedModel, params: GenerationParams, max_new_tokens: int, *, ignore_stop: bool
+) -> dict:
     """`generate` arguments shared by every row of a batch (rows in one batch share their sampling)."""
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,

@@ -142,7 +142,9 @@ class ModelService:
         """Log-likelihood (sum of token log-probs) of each option as the assistant's reply."""
         return [score.log_prob for score in await self.score_options_detailed(conversation, options)]
 
-    async def score_options_detailed(self, conversation: Conversation, options: Sequence[str]) -> list[OptionScore]:
+    async def score_options_detailed(
+        self, conversation: Conversation, options: Sequence[str]
+    ) -> list[OptionScore]:
         """Like `score_options`, with token counts and per-token means (fairer across lengths)."""
         self._require_running()
         if not options:
@@ -196,7 +198,7 @@ class ModelService:
             except BaseException as exc:  # never let the worker die: the next request must still be served
                 logger.exception("model worker: unexpected failure")
                 for request in self._running:
-                    request.fail(GenerationFailed(f"Generation failed unexpectedly ({type(exc).__name__})."))
+                    request.fail(_failure(_SOMETHING_WENT_WRONG, exc))
             finally:
                 with self._cond:
                     self._running = []
@@ -217,7 +219,7 @@ class ModelService:
                 return None
             return self._take_batch()
 
-    def _take_batch(self) -> ScoringJob | list[GenerationRequest] | None:
+    def _take_batch(self) -> ScoringJob | list[GenerationRequest]:
         for job in [job for job in self._pending if isinstance(job, GenerationRequest) and job.cancelled]:
             self._pending.remove(job)
             job.finish_without_running(FinishReason.CANCELLED)
@@ -246,7 +248,7 @@ class ModelService:
                 request.prepared = prepare_prompt(self._loaded, request.prompt.input_ids, request.prompt.images)
             except Exception as exc:
                 logger.warning("could not prepare a prompt's images: %s", exc, exc_info=True)
-                request.fail(GenerationFailed(f"The images of this request could not be processed ({exc})."))
+                request.fail(_failure(_BAD_IMAGE, exc))
                 continue
             ready.append(request)
         if ready:
@@ -269,8 +271,11 @@ class ModelService:
         for request in requests:
             if request.done:
                 continue
-            if len(requests) == 1 or request.shown_text or request.cancelled:
-                request.fail(GenerationFailed(f"Generation failed for this request ({type(exc).__name__}: {exc})."))
+            if request.cancelled:
+                request.finish_without_running(FinishReason.CANCELLED)
+            elif len(requests) == 1 or request.shown_text:
+                out_of_memory = isinstance(exc, torch.cuda.OutOfMemoryError)
+                request.fail(_failure(_OUT_OF_MEMORY if out_of_memory else _SOMETHING_WENT_WRONG, exc))
             else:
                 retryable.append(request)
         if not retryable:
@@ -308,13 +313,45 @@ class ModelService:
     def _run_scoring(self, job: ScoringJob) -> None:
         if job.cancelled:
             return
+        chunk = self._max_batch_size
         try:
             prepared = prepare_prompt(self._loaded, job.prompt.input_ids, job.prompt.images)
-            scores = score_continuations(
-                self._loaded, prepared, job.continuations, job.options, max_batch_size=self._max_batch_size
-            )
         except Exception as exc:
-            logger.warning("scoring failed: %s", exc, exc_info=True)
-            job.fail(GenerationFailed(f"Scoring the options failed ({type(exc).__name__}: {exc})."))
+            logger.warning("could not prepare a prompt's images: %s", exc, exc_info=True)
+            job.fail(_failure(_BAD_IMAGE, exc))
             return
-        job.succeed(scores)
+        while True:
+            try:
+                scores = score_continuations(
+                    self._loaded, prepared, job.continuations, job.options, max_batch_size=chunk
+                )
+            except torch.cuda.OutOfMemoryError as exc:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if chunk == 1:
+                    job.fail(_failure(_OUT_OF_MEMORY, exc))
+                    return
+                chunk = max(1, chunk // 2)
+                logger.warning("out of memory while scoring; retrying %d options at a time", chunk)
+            except Exception as exc:
+                logger.warning("scoring failed: %s", exc, exc_info=True)
+                job.fail(_failure(_SOMETHING_WENT_WRONG, exc))
+                return
+            else:
+                job.succeed(scores)
+                return
+
+
+_BAD_IMAGE = "One of the images could not be read. Please send it again, or as a JPEG or PNG photo."
+_OUT_OF_MEMORY = (
+    "The model ran out of memory while answering, even on its own. Please try again with fewer images "
+    "or after starting a new conversation."
+)
+_SOMETHING_WENT_WRONG = "Something went wrong while the model was writing this answer. Please try again."
+
+
+def _failure(message: str, cause: BaseException) -> GenerationFailed:
+    """A user-facing error that keeps the technical cause for the logs."""
+    error = GenerationFailed(message)
+    error.__cause__ = cause
+    return error

@@ -22,7 +22,8 @@ LINK_WEIGHT = 1e4
 def make_chain_checkpoint(directory: Path, chain: Sequence[str]) -> Path:
     """Write a tiny checkpoint that, after each text in `chain`, strongly prefers the next one.
 
-    Every text must be a single token of the tiny tokenizer; a text may appear twice (a cycle).
+    Every text must be a single token of the tiny tokenizer (special tokens such as "<image>" included);
+    a text may appear twice (a cycle).
     """
     make_tiny_checkpoint(directory)
     tokenizer = AutoProcessor.from_pretrained(directory).tokenizer
@@ -53,6 +54,10 @@ def _steer(model: IdeficsForVisionText2Text, links: dict[int, int]) -> None:
     embeddings = model.model.embed_tokens
     embeddings.weight[:, channels] = 0.0
     embeddings.additional_embedding.weight[:, channels] = 0.0
+    vocab = embeddings.weight.shape[0]
     for channel, (before, after) in zip(channels, links.items()):
         embeddings.weight[before, channel] = 1.0
-        model.lm_head.weight[after, channel] = LINK_WEIGHT
+        if after < vocab:
+            model.lm_head.weight[after, channel] = LINK_WEIGHT
+        else:  # the IDEFICS special tokens live in the "additional" part of lm_head
+            model.lm_head.additional_fc.weight[after - vocab, channel] = LINK_WEIGHT

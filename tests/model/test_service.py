@@ -12,9 +12,11 @@ import torch
 from chain_checkpoint import make_chain_checkpoint
 from PIL import Image
 
+from model.batch import collate, image_dims, prepare_prompt
 from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
 from model.loaded import END_OF_UTTERANCE, LoadOptions
 from model.loading import load_model
+from model.prompt import PromptBuilder
 from model.service import ModelService
 from model.stopping import NEW_USER_TURN
 from model.types import (
@@ -117,7 +119,8 @@ async def test_max_new_tokens_ends_the_reply_with_length(tiny_loaded) -> None:
     service = ModelService(tiny_loaded)
     await service.start()
     try:
-        _, result = await _collect(service, _ask("Count to ten"), GenerationParams(max_new_tokens=3, ignore_stop=True))
+        exact = GenerationParams(max_new_tokens=3, ignore_stop=True)
+        _, result = await _collect(service, _ask("Count to ten"), exact)
         _, natural = await _collect(service, _ask("Count to ten"), GenerationParams(max_new_tokens=3))
     finally:
         await service.stop()
@@ -144,7 +147,8 @@ async def test_cancelled_request_frees_the_worker_for_the_next_one(tiny_loaded) 
         with pytest.raises(asyncio.CancelledError):
             await long_task
         started = time.perf_counter()
-        _, result = await asyncio.wait_for(_collect(service, _ask("Short one"), GenerationParams(max_new_tokens=4)), 30)
+        short = _collect(service, _ask("Short one"), GenerationParams(max_new_tokens=4))
+        _, result = await asyncio.wait_for(short, 30)
         waited = time.perf_counter() - started
     finally:
         await service.stop()
@@ -271,7 +275,8 @@ async def test_a_row_that_finishes_early_is_answered_before_its_batch_ends(servi
     finished_at: dict[str, float] = {}
 
     async def run(name: str, max_new_tokens: int) -> GenerationResult:
-        _, result = await _collect(service, _ask(f"Request {name}"), GenerationParams(max_new_tokens, ignore_stop=True))
+        params = GenerationParams(max_new_tokens, ignore_stop=True)
+        _, result = await _collect(service, _ask(f"Request {name}"), params)
         finished_at[name] = time.perf_counter()
         return result
 
@@ -321,3 +326,34 @@ async def test_leaving_the_stream_early_cancels_the_request(tiny_loaded, how: st
         await service.stop()
     assert service.stats.finished[FinishReason.CANCELLED] == 1
     assert result.completion_tokens <= 3
+
+
+async def test_image_tokens_are_never_generated_even_when_the_model_wants_them(tmp_path, monkeypatch) -> None:
+    loaded = _load(make_chain_checkpoint(tmp_path / "image-loving", [":", "<image>"]))
+    banned = set(loaded.image_token_ids)
+    outputs: list[torch.Tensor] = []
+    real_generate = loaded.model.generate
+
+    def recording_generate(**kwargs):
+        outputs.append(real_generate(**kwargs)[:, kwargs["input_ids"].shape[1] :])
+        return outputs[-1]
+
+    unbanned = dict(max_new_tokens=4, do_sample=False, pad_token_id=loaded.eos_token_id)
+    service = ModelService(loaded)
+    await service.start()
+    try:
+        prompt = PromptBuilder(loaded, 4).build(_ask("Show me"), 4)
+        inputs = collate(
+            [prepare_prompt(loaded, prompt.input_ids, prompt.images)],
+            pad_token_id=loaded.eos_token_id,
+            image_token_id=loaded.image_token_ids[0],
+            image_dims=image_dims(loaded),
+        )
+        plain = loaded.model.generate(**inputs.model_inputs("cpu"), **unbanned)
+        assert plain[0, -4:].tolist()[0] in banned  # left alone, the model writes an image token
+        monkeypatch.setattr(loaded.model, "generate", recording_generate)
+        _, result = await _collect(service, _ask("Show me"), GenerationParams(max_new_tokens=4))
+    finally:
+        await service.stop()
+    assert outputs and not banned & set(outputs[0].flatten().tolist())
+    assert result.completion_tokens >= 1
