@@ -47,7 +47,7 @@ def _longest_fitting_prefix(text: str, limit: int) -> int:
 
 
 def _last_gap_start(pattern: re.Pattern[str], window: str, fit: int, minimum: int) -> int | None:
-    """Start of the last whitespace gap matched by `pattern` that ends a piece of length in [minimum, fit]."""
+    """Start of the last gap matched by `pattern` leaving a piece of length in [minimum, fit]."""
     best = None
     for match in pattern.finditer(window):
         gap_start = match.start(match.lastindex or 0)

@@ -14,7 +14,9 @@ text must arrive whatever Telegram says in between. `AnswerRenderer` owns that f
   ever sent; intermediate updates are skipped, never queued.
 - A 429 (`RetryAfter`) pauses this answer for the time Telegram asks, then the latest text goes
   out. PTB's `AIORateLimiter` may already retry inside the call; then we just see a slower call.
-- A typing indicator is kept up until the answer is finished.
+- A typing indicator is kept up until the answer is finished; in groups only until the answer's
+  first message appears, because PTB's AIORateLimiter counts every chat action against the
+  group's 20 calls a minute, and the growing message already shows that the bot is at work.
 - A chat that blocked the bot (403) ends the answer quietly. Nothing but `asyncio.CancelledError`
   escapes to the caller; a final text that could not be delivered is logged, and the returned
   message ids show what arrived.
@@ -31,22 +33,13 @@ import time
 import warnings
 from datetime import timedelta
 from enum import Enum
-from types import TracebackType
 from typing import Any
 
 import telegram
 from telegram import InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ChatAction
-from telegram.error import (
-    BadRequest,
-    ChatMigrated,
-    EndPointNotFound,
-    Forbidden,
-    InvalidToken,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-)
+from telegram.error import (BadRequest, ChatMigrated, EndPointNotFound, Forbidden, InvalidToken,
+                            NetworkError, RetryAfter, TelegramError)
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.message_split import TELEGRAM_TEXT_LIMIT, split_message, split_once, utf16_length
@@ -86,7 +79,7 @@ def _is_message_gone(error: TelegramError) -> bool:
 
 
 class AnswerRenderer:
-    """Shows one answer while it is written and delivers its final text; see the module docstring."""
+    """Shows one answer while it is written, then delivers its final text (see the module doc)."""
 
     def __init__(
         self,
@@ -102,6 +95,7 @@ class AnswerRenderer:
     ) -> None:
         self._bot = bot
         self._chat_id = chat_id
+        self._is_private = is_private
         self._reply_to = reply_to_message_id
         self._thread_id = message_thread_id
         self._min_interval_s = min_interval_s
@@ -135,12 +129,7 @@ class AnswerRenderer:
         self._typing = asyncio.create_task(self._keep_typing(), name="answer-typing")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         # Whatever was not finished is abandoned: an in-flight preview write is cancelled.
         self._done = True
         self._begin_closing()
@@ -314,9 +303,8 @@ class AnswerRenderer:
             position += len(piece)
         return text[position:]
 
-    async def _deliver(
-        self, piece: str, markup: InlineKeyboardMarkup | None, edit_id: int | None
-    ) -> int | None:
+    async def _deliver(self, piece: str, markup: InlineKeyboardMarkup | None,
+                       edit_id: int | None) -> int | None:
         """Send or edit one final piece, retrying 429s and network errors; None if it failed."""
         for _ in range(FINAL_DELIVERY_ATTEMPTS):
             if self._stopped:
@@ -340,7 +328,8 @@ class AnswerRenderer:
                     return None
                 edit_id = None  # the live message vanished: send the text as a new message
             except NetworkError as error:
-                log.warning("Network error delivering an answer in chat %s: %s", self._chat_id, error)
+                log.warning("Network error delivering an answer in chat %s: %s", self._chat_id,
+                            error)
                 self._not_before = time.monotonic() + NETWORK_RETRY_DELAY_S
             except TelegramError as error:
                 log.error("Telegram refused an answer in chat %s: %s", self._chat_id, error)
@@ -360,11 +349,9 @@ class AnswerRenderer:
     # ---- Telegram calls --------------------------------------------------------------------
 
     async def _send(self, text: str, markup: InlineKeyboardMarkup | None) -> int:
-        reply = (
-            ReplyParameters(self._reply_to, allow_sending_without_reply=True)
-            if self._reply_to is not None
-            else None
-        )
+        reply = None
+        if self._reply_to is not None:
+            reply = ReplyParameters(self._reply_to, allow_sending_without_reply=True)
         message = await self._bot.send_message(
             self._chat_id, text, message_thread_id=self._thread_id, reply_parameters=reply,
             reply_markup=markup, parse_mode=None, link_preview_options=_NO_PREVIEW,
@@ -394,12 +381,17 @@ class AnswerRenderer:
         self._stopped = True
         self._begin_closing()
 
+    def _typing_needed(self) -> bool:
+        """In groups the first visible message ends it (see the module docstring)."""
+        if self._stopped:
+            return False
+        return self._is_private or (not self._committed_ids and self._live_message_id is None)
+
     async def _keep_typing(self) -> None:
-        while not self._stopped:
+        while self._typing_needed():
             try:
-                await self._bot.send_chat_action(
-                    self._chat_id, ChatAction.TYPING, message_thread_id=self._thread_id
-                )
+                await self._bot.send_chat_action(self._chat_id, ChatAction.TYPING,
+                                                 message_thread_id=self._thread_id)
             except RetryAfter as error:
                 await asyncio.sleep(retry_after_seconds(error))
                 continue

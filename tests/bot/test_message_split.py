@@ -112,7 +112,8 @@ def test_limit_must_be_positive():
 
 def _random_text(rng: random.Random) -> str:
     vocabulary = [
-        "the", "cat", "sat", "on", "a", "mat", "IDEFICS", "😀", "naïve", "x" * rng.randint(1, 40),
+        "the", "cat", "sat", "on", "a", "mat", "IDEFICS", "😀", "naïve",
+        "x" * rng.randint(1, 40),
         ".", "!", "?", ",", "…", '"', ")",
     ]
     separators = [" ", " ", " ", "  ", "\n", "\n\n", "\n \n", "\t", "\u00a0", ". ", "! ", ".\n\n"]

@@ -168,7 +168,8 @@ async def test_429_while_streaming_is_obeyed_and_the_final_text_still_arrives(bo
 
 async def test_final_message_is_delivered_after_repeated_429s(bot, bot_api):
     chat = bot_api.private_chat(504)
-    bot_api.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1, times=2)
+    bot_api.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1,
+                      times=2)
     renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
     async with renderer:
         ids = await renderer.finish("Delivered anyway.")
@@ -231,7 +232,9 @@ async def test_long_group_answer_freezes_full_messages_and_continues_in_new_repl
     assert without_whitespace("".join(m.text for m in messages)) == without_whitespace(LONG_ANSWER)
 
 
-async def test_long_private_answer_is_sent_as_several_messages_with_markup_on_the_last(bot, bot_api):
+async def test_long_private_answer_is_sent_as_several_messages_with_markup_on_the_last(
+    bot, bot_api
+):
     chat = bot_api.private_chat(505)
     renderer = AnswerRenderer(bot, chat.id, is_private=True, final_reply_markup=MARKUP, **FAST)
     async with renderer:
@@ -264,7 +267,8 @@ async def test_blocked_bot_stops_quietly_without_raising(bot, bot_api, caplog):
 
 async def test_bot_removed_from_a_group_mid_stream_stops_writing_and_does_not_raise(bot, bot_api):
     chat = bot_api.group_chat(-100509)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)  # no typing task: streaming only
+    # Not entered with `async with`: no typing task, so only the streaming meets the 403.
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
     await renderer.update("First part")
     await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
     chat.blocked = True
@@ -319,6 +323,24 @@ async def test_typing_indicator_is_kept_up_in_the_topic_until_the_answer_is_fini
                for c in actions)
     assert len(bot_api.calls_to("sendChatAction")) == len(actions), "typing went on after finish"
     assert bot_api.bot_messages(chat)[0].message_thread_id == topic
+
+
+async def test_group_typing_stops_once_the_growing_message_is_visible(bot, bot_api, monkeypatch):
+    monkeypatch.setattr(rendering, "TYPING_REFRESH_S", 0.05)
+    chat = bot_api.group_chat(-100510)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
+    async with renderer:
+        await asyncio.sleep(0.2)
+        await renderer.update("Visible")
+        await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
+        await asyncio.sleep(0.1)  # a typing call already in flight may still land
+        typing_so_far = len(bot_api.calls_to("sendChatAction"))
+        for step in range(10):
+            await renderer.update(f"Visible and growing {step}")
+            await asyncio.sleep(0.03)
+        await renderer.finish("Visible and grown.")
+    assert typing_so_far >= 2
+    assert len(bot_api.calls_to("sendChatAction")) == typing_so_far
 
 
 async def test_failure_keeps_the_partial_text_and_adds_the_apology(bot, bot_api):
