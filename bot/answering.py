@@ -51,7 +51,7 @@ class IncomingMessage:
     text: str
     message_id: int
     target: ReplyTarget
-    image: ImageSource | None = None
+    images: tuple[ImageSource, ...] = ()  # in order; an album brings several
 
 
 async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessage) -> None:
@@ -59,7 +59,7 @@ async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessag
     store = runtime.store
     await store.touch(incoming.user, incoming.chat)
     conversation = await store.active_conversation(incoming.chat.id, incoming.user.id)
-    images, problem = await _fetch_images(runtime, bot, incoming.image)
+    images, problem = await _fetch_images(runtime, bot, incoming.images)
     message_ids = (incoming.message_id,)
     if problem is None:
         try:
@@ -77,17 +77,18 @@ async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessag
 
 
 async def _fetch_images(
-    runtime: BotRuntime, bot: Bot, source: ImageSource | None
+    runtime: BotRuntime, bot: Bot, sources: tuple[ImageSource, ...]
 ) -> tuple[tuple[ImageInput, ...], str | None]:
-    """The message's images, or the apology that explains why we could not get them."""
-    if source is None:
-        return (), None
+    """The message's images, or the apology that explains why we could not get one of them."""
+    images = []
     try:
-        return (await download_image(bot, source, runtime.settings.max_image_bytes),), None
+        for source in sources:
+            images.append(await download_image(bot, source, runtime.settings.max_image_bytes))
     except ImageTooLarge as error:
         return (), texts.IMAGE_TOO_LARGE.format(size_mb=error.size / 2**20, limit_mb=error.limit / 2**20)
     except ImageDownloadFailed:
         return (), texts.IMAGE_DOWNLOAD_FAILED
+    return tuple(images), None
 
 
 async def generate_answer(runtime: BotRuntime, bot: Bot, conversation_id: int, target: ReplyTarget) -> bool:

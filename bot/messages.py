@@ -60,7 +60,7 @@ def incoming_message(message: Message, text: str) -> IncomingMessage:
         text=text,
         message_id=message.message_id,
         target=reply_target(message),
-        image=image_source(message),
+        images=tuple(source for source in (image_source(message),) if source is not None),
     )
 
 

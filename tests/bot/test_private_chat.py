@@ -21,7 +21,9 @@ async def history_of(application, chat_id: int, user_id: int):
 
 
 async def test_photo_without_caption_streams_drafts_then_sends_the_final_answer(bot_api, start_bot):
-    application = await start_bot(max_new_tokens=16)
+    # Paced so the stream is observable even when a busy machine generates all tokens at once.
+    factory, _ = recording_factory(delay_s=0.1)
+    application = await start_bot(model_service_factory=factory, max_new_tokens=16)
     chat = bot_api.private_chat(USER_ID)
     await bot_api.send_photo(chat, bot_api.user(USER_ID), image_bytes("red"))
 
@@ -34,7 +36,7 @@ async def test_photo_without_caption_streams_drafts_then_sends_the_final_answer(
     assert answer.message_id in assistant_turn.message_ids
     drafts = bot_api.drafts(chat)
     assert drafts, "the growing answer should have been shown as drafts"
-    assert all(answer.text.startswith(draft) for draft in drafts)
+    assert all(answer.text.startswith(draft) for draft in drafts), (drafts, answer.text)
     assert "typing" in bot_api.chat_actions(chat)
     assert bot_api.served_429s == 0, "normal use stays inside Telegram's flood limits"
 
