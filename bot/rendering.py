@@ -3,8 +3,9 @@
 The model writes an answer a few tokens at a time; the user should watch it grow, and the final
 text must arrive whatever Telegram says in between. `AnswerRenderer` owns that for one answer:
 
-- Private chats show the growing text as a draft (`sendMessageDraft`, an ephemeral preview) and
-  send the final text as a normal message. If drafts are refused, they fall back to editing.
+- Private chats show the growing text as a draft (`sendMessageDraft`, a ~30 s preview, re-sent if
+  the text stalls) and send the final text as a normal message. If drafts are refused, they fall
+  back to editing a message, as in groups.
 - Groups get a reply that is edited as the text grows; the final text is a last edit.
 - Text past 4096 characters is frozen at a natural boundary (see `message_split`) and continues
   in a new message, so no message ever exceeds Telegram's limit.
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 GROUP_MIN_INTERVAL_S = 4.0
 TYPING_REFRESH_S = 4.0  # Telegram shows "typing…" for about 5 s per sendChatAction.
+DRAFT_KEEPALIVE_S = 20.0  # a draft is a ~30 s preview: re-send it if the text stalls that long
 FINAL_DELIVERY_ATTEMPTS = 5
 NETWORK_RETRY_DELAY_S = 1.0
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -162,13 +164,21 @@ class AnswerRenderer:
     async def _stream(self) -> None:
         """Flush the latest text whenever it changed and the throttle allows, until closing."""
         while not self._closing.is_set():
-            await self._wake.wait()
-            self._wake.clear()
+            await self._wait_for_news()
             while self._has_stream_work():
                 delay = max(self._not_before, self._last_write + self._stream_interval_s)
                 if not await self._pause_unless_closing(delay - time.monotonic()):
                     return
                 await self._stream_step()
+
+    async def _wait_for_news(self) -> None:
+        """Wait for a new text; a draft that would expire meanwhile is scheduled to be re-sent."""
+        keepalive = self._strategy is _Strategy.DRAFT and bool(self._shown)
+        try:
+            await asyncio.wait_for(self._wake.wait(), DRAFT_KEEPALIVE_S if keepalive else None)
+        except asyncio.TimeoutError:
+            self._shown = ""
+        self._wake.clear()
 
     def _has_stream_work(self) -> bool:
         if self._closing.is_set() or self._stopped or self._stream_broken:

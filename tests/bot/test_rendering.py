@@ -112,6 +112,18 @@ async def test_fast_updates_become_few_writes_spaced_by_the_interval(bot, bot_ap
     assert bot_api.bot_messages(chat)[0].text == text.strip()
 
 
+async def test_a_stalled_draft_is_sent_again_before_it_expires(bot, bot_api, monkeypatch):
+    monkeypatch.setattr(rendering, "DRAFT_KEEPALIVE_S", 0.15)
+    chat = bot_api.private_chat(510)
+    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
+    async with renderer:
+        await renderer.update("Thinking about it")
+        await asyncio.sleep(0.5)
+        await renderer.finish("Thought about it.")
+    assert len(bot_api.drafts(chat)) >= 3
+    assert set(bot_api.drafts(chat)) == {"Thinking about it"}
+
+
 async def test_unchanged_text_is_not_sent_again(bot, bot_api):
     chat = bot_api.private_chat(502)
     renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
