@@ -34,7 +34,7 @@ from bot.commands.retry import retry_command
 from bot.commands.stats import stats_command
 from bot.errors import NotReady
 from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_init, post_shutdown, post_stop
-from bot.messages import on_image, on_other_document, on_text
+from bot.messages import on_image, on_other_document, on_text, on_unknown_command
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 # is kept by bot.conversation_queue, not by PTB.
 CONCURRENT_UPDATES = 64
 RATE_LIMIT_RETRIES = 2
+# Files and media the model cannot read (image documents are routed to on_image before this is tried).
+NOT_AN_IMAGE = (
+    filters.Document.ALL | filters.VIDEO | filters.AUDIO | filters.VOICE | filters.VIDEO_NOTE | filters.Sticker.ALL
+)
 
 
 def build_application(settings: Settings, *, model_service_factory: ModelServiceFactory | None = None) -> Application:
@@ -80,8 +84,9 @@ def add_handlers(application: Application, settings: Settings) -> None:
     application.add_handler(CallbackQueryHandler(forget_button, pattern=FORGET_PATTERN))
     addressed = new_messages & ADDRESSED_TO_BOT
     application.add_handler(MessageHandler(addressed & (filters.PHOTO | filters.Document.IMAGE), on_image))
-    application.add_handler(MessageHandler(addressed & filters.Document.ALL, on_other_document))
+    application.add_handler(MessageHandler(addressed & NOT_AN_IMAGE, on_other_document))
     application.add_handler(MessageHandler(addressed & filters.TEXT & ~filters.COMMAND, on_text))
+    application.add_handler(MessageHandler(new_messages & filters.COMMAND & filters.ChatType.PRIVATE, on_unknown_command))
     application.add_error_handler(on_error)
 
 

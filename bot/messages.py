@@ -88,3 +88,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A file that is not an image: say what we can read."""
     await update.effective_message.reply_text(texts.ONLY_IMAGES)
+
+
+async def on_unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A command the bot does not have (private chats only): point to /help."""
+    await update.effective_message.reply_text(texts.UNKNOWN_COMMAND)

@@ -32,6 +32,7 @@ NOT_ALLOWED = (
     "Sorry, this is a private bot and I'm not set up to talk with you. "
     "Ask the person who runs it to add you."
 )
+UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
 ADMINS_ONLY = "Sorry, /stats is only for the bot's admins."
 
 NEW_CONVERSATION = "Fresh start: I've forgotten our previous conversation. Send a photo or a question."
@@ -50,6 +51,7 @@ FORGET_DONE = "Done: everything I stored about you is erased."
 FORGET_KEPT = "Okay, nothing was erased."
 FORGET_NOT_YOURS = "Only the person who asked can answer this."
 
+EMPTY_QUESTION = "Yes? Send me a photo, or ask a question about the one we're talking about."
 ONLY_IMAGES = (
     "I can only read images. Send a photo, or an image file (JPEG, PNG, WebP…), and ask me about it."
 )
@@ -70,4 +72,3 @@ STATS = (
     "Users: {users}\nChats: {chats}\nConversations: {conversations}\nTurns: {turns}\n"
     "Images: {images} ({image_mb:.1f} MB)\nTurns by status: {by_status}\nAnswers running or waiting: {in_flight}"
 )
-EMPTY_QUESTION = "Yes? Send me a photo, or ask a question about the one we're talking about."

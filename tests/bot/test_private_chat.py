@@ -149,3 +149,22 @@ async def test_message_too_long_for_the_context_gets_the_new_or_shorter_apology(
     user_turn, assistant_turn = await history_of(application, chat.id, USER_ID)
     assert user_turn.text == long_text
     assert assistant_turn.status is TurnStatus.FAILED
+
+
+async def test_unknown_command_points_to_help(bot_api, start_bot):
+    await start_bot()
+    chat = bot_api.private_chat(USER_ID)
+    await bot_api.send_text(chat, bot_api.user(USER_ID), "/teleport")
+    [reply] = await bot_api.wait_for_bot_message(chat)
+    assert reply.text == texts.UNKNOWN_COMMAND
+
+
+async def test_retention_job_is_scheduled_and_keeps_fresh_conversations(bot_api, start_bot):
+    application = await start_bot(conversation_retention_days=30)
+    chat = bot_api.private_chat(USER_ID)
+    await bot_api.send_text(chat, bot_api.user(USER_ID), "hello")
+    await bot_api.wait_for_bot_message(chat)
+    [job] = application.job_queue.get_jobs_by_name("retention-purge")
+
+    await job.run(application)
+    assert [turn.role for turn in await history_of(application, chat.id, USER_ID)] == ["user", "assistant"]
