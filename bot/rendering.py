@@ -223,18 +223,18 @@ class AnswerRenderer:
 
     async def _freeze(self, piece: str) -> None:
         """Make `piece` a finished message of the answer while the rest is still being written."""
-        live_id, self._live_message_id = self._live_message_id, None
-        if live_id is not None:
+        message_id = self._live_message_id
+        if message_id is not None:
             try:
-                await self._edit(live_id, piece, None)
-                self._commit(live_id, piece)
-                self._shown = ""
-                return
+                await self._edit(message_id, piece, None)
             except BadRequest as error:
                 if not _is_message_gone(error):
-                    self._live_message_id = live_id
-                    raise
-        self._commit(await self._send(piece, None), piece)
+                    raise  # a 429 or the like leaves the live message in place for the retry
+                message_id = None  # deleted under us: send the piece as a new message
+        if message_id is None:
+            message_id = await self._send(piece, None)
+        self._live_message_id = None
+        self._commit(message_id, piece)
         self._shown = ""
 
     async def _show(self, text: str) -> None:

@@ -246,6 +246,23 @@ async def test_long_group_answer_freezes_full_messages_and_continues_in_new_repl
     assert without_whitespace("".join(m.text for m in messages)) == without_whitespace(LONG_ANSWER)
 
 
+async def test_429_on_freezing_a_full_message_neither_loses_nor_repeats_text(bot, bot_api):
+    bot_api.flood_limits.group_chat = Window(100, 60.0)
+    chat = bot_api.group_chat(-100511)
+    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
+    await renderer.update(LONG_ANSWER[:3000])
+    await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
+    bot_api.fail_next("editMessageText", 429, "Too Many Requests: retry after 1", retry_after=1)
+    # The live message must now be frozen, and that edit is refused.
+    await renderer.update(LONG_ANSWER[:6000])
+    await bot_api.wait_for(lambda: len(bot_api.bot_messages(chat)) == 2, timeout=5)
+    ids = await renderer.finish(LONG_ANSWER)
+    messages = bot_api.bot_messages(chat)
+    assert ids == [m.message_id for m in messages] and len(messages) == 3
+    assert bot_api.served_429s == 1
+    assert without_whitespace("".join(m.text for m in messages)) == without_whitespace(LONG_ANSWER)
+
+
 async def test_long_private_answer_is_sent_as_several_messages_with_markup_on_the_last(
     bot, bot_api
 ):
