@@ -39,7 +39,9 @@ def make_access_guard(settings: Settings):
             return
         if user is not None and user.id not in refused and _deserves_an_answer(update):
             refused.add(user.id)
-            log.info("refused user %s in chat %s (not in the allow-lists)", user.id, chat.id if chat else None)
+            log.info(
+                "refused user %s in chat %s (not in the allow-lists)", user.id, chat.id if chat else None
+            )
             if update.callback_query:
                 await update.callback_query.answer(texts.NOT_ALLOWED, show_alert=True)
             elif update.effective_message:
@@ -58,4 +60,6 @@ def _deserves_an_answer(update: Update) -> bool:
     if is_addressed_to_bot(message):
         return True
     first_word = (message.text or "").split(maxsplit=1)[0] if message.text else ""
-    return first_word.startswith("/") and first_word.casefold().endswith(f"@{message.get_bot().username}".casefold())
+    return first_word.startswith("/") and first_word.casefold().endswith(
+        f"@{message.get_bot().username}".casefold()
+    )

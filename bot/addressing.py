@@ -16,7 +16,10 @@ from telegram.ext import filters
 def mentions_bot(message: Message, bot_username: str) -> bool:
     """True when the text or caption has an @mention entity naming this bot."""
     wanted = f"@{bot_username}".casefold()
-    for parsed in (message.parse_entities([MessageEntity.MENTION]), message.parse_caption_entities([MessageEntity.MENTION])):
+    for parsed in (
+        message.parse_entities([MessageEntity.MENTION]),
+        message.parse_caption_entities([MessageEntity.MENTION]),
+    ):
         if any(text.casefold() == wanted for text in parsed.values()):
             return True
     return False

@@ -23,7 +23,7 @@ from bot.rendering import AnswerRenderer
 from bot.runtime import BotRuntime
 from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
 from model.preamble import NO_PREAMBLE
-from model.types import Conversation, FinishReason, Preamble, GenerationParams, GenerationResult, TextDelta
+from model.types import Conversation, FinishReason, GenerationParams, GenerationResult, Preamble, TextDelta
 from storage.errors import ImageRejected
 from storage.types import ChatInfo, ImageInput, TurnStatus, UserInfo
 
@@ -228,7 +228,9 @@ async def _show_cancelled(outcome: _Outcome, renderer: AnswerRenderer) -> None:
     outcome.message_ids = tuple(shown)
 
 
-async def chat_generation_setup(runtime: BotRuntime, chat_id: int) -> tuple[Preamble | None, GenerationParams]:
+async def chat_generation_setup(
+    runtime: BotRuntime, chat_id: int
+) -> tuple[Preamble | None, GenerationParams]:
     """The preamble (mode) and generation settings for a chat: the bot's defaults, unless the chat chose
     its own (`mode`, `max_new_tokens` in the chat's stored settings)."""
     chosen = await runtime.store.chat_settings(chat_id)
@@ -237,7 +239,9 @@ async def chat_generation_setup(runtime: BotRuntime, chat_id: int) -> tuple[Prea
         preamble = None
     else:
         preamble = runtime.modes.get(mode, runtime.default_preamble) if mode else runtime.default_preamble
-    max_new_tokens = min(int(chosen.get("max_new_tokens", runtime.settings.max_new_tokens)), runtime.settings.max_new_tokens)
+    max_new_tokens = min(
+        int(chosen.get("max_new_tokens", runtime.settings.max_new_tokens)), runtime.settings.max_new_tokens
+    )
     return preamble, GenerationParams(max_new_tokens=max_new_tokens)
 
 

@@ -45,11 +45,18 @@ CONCURRENT_UPDATES = 64
 RATE_LIMIT_RETRIES = 2
 # Files and media the model cannot read (image documents are routed to on_image before this is tried).
 NOT_AN_IMAGE = (
-    filters.Document.ALL | filters.VIDEO | filters.AUDIO | filters.VOICE | filters.VIDEO_NOTE | filters.Sticker.ALL
+    filters.Document.ALL
+    | filters.VIDEO
+    | filters.AUDIO
+    | filters.VOICE
+    | filters.VIDEO_NOTE
+    | filters.Sticker.ALL
 )
 
 
-def build_application(settings: Settings, *, model_service_factory: ModelServiceFactory | None = None) -> Application:
+def build_application(
+    settings: Settings, *, model_service_factory: ModelServiceFactory | None = None
+) -> Application:
     """The bot's Application; its post_init loads the model and opens the store."""
     application = (
         ApplicationBuilder()
@@ -86,7 +93,9 @@ def add_handlers(application: Application, settings: Settings) -> None:
     application.add_handler(MessageHandler(addressed & (filters.PHOTO | filters.Document.IMAGE), on_image))
     application.add_handler(MessageHandler(addressed & NOT_AN_IMAGE, on_other_document))
     application.add_handler(MessageHandler(addressed & filters.TEXT & ~filters.COMMAND, on_text))
-    application.add_handler(MessageHandler(new_messages & filters.COMMAND & filters.ChatType.PRIVATE, on_unknown_command))
+    application.add_handler(
+        MessageHandler(new_messages & filters.COMMAND & filters.ChatType.PRIVATE, on_unknown_command)
+    )
     application.add_error_handler(on_error)
 
 

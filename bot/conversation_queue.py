@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,23 @@ class ConversationQueue:
         self._jobs: dict[ConversationKey, list[_Job]] = {}
         self._closed = False
 
-    def submit(self, key: ConversationKey, work: Callable[[], Awaitable[None]], *, name: str = "answer") -> asyncio.Task:
+    def submit(
+        self, key: ConversationKey, work: Callable[[], Awaitable[None]], *, name: str = "answer"
+    ) -> asyncio.Task:
         """Queue `work` behind the conversation's earlier jobs; returns the task that will run it."""
         if self._closed:
             raise RuntimeError("the conversation queue is shut down")
         waiting_for = [job.done for job in self._jobs.get(key, [])]
         job = _Job(key)
         self._jobs.setdefault(key, []).append(job)
-        job.task = asyncio.create_task(self._run(job, waiting_for, work), name=f"{name}:{key.chat_id}:{key.user_id}")
+        job.task = asyncio.create_task(
+            self._run(job, waiting_for, work), name=f"{name}:{key.chat_id}:{key.user_id}"
+        )
         return job.task
 
-    async def _run(self, job: _Job, waiting_for: list[asyncio.Event], work: Callable[[], Awaitable[None]]) -> None:
+    async def _run(
+        self, job: _Job, waiting_for: list[asyncio.Event], work: Callable[[], Awaitable[None]]
+    ) -> None:
         try:
             for earlier in waiting_for:
                 await earlier.wait()
@@ -93,7 +99,9 @@ class ConversationQueue:
 
     async def cancel_user(self, user_id: int) -> int:
         """Cancel every running and queued job of one user, in every chat, and wait for them to wind down."""
-        tasks = [job.task for key, jobs in self._jobs.items() if key.user_id == user_id for job in jobs if job.task]
+        tasks = [
+            job.task for key, jobs in self._jobs.items() if key.user_id == user_id for job in jobs if job.task
+        ]
         return await self._cancel_and_wait(tasks, CANCEL_BY_FORGET)
 
     async def shutdown(self) -> int:

@@ -28,7 +28,9 @@ class ImageSource:
 def image_source(message: Message) -> ImageSource | None:
     """The message's image: the largest PhotoSize of a photo, or an image document; None otherwise."""
     if message.photo:
-        largest: PhotoSize = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
+        largest: PhotoSize = max(
+            message.photo, key=lambda size: (size.width * size.height, size.file_size or 0)
+        )
         return ImageSource(largest.file_id, largest.file_unique_id, largest.file_size)
     document: Document | None = message.document
     if document and (document.mime_type or "").startswith("image/"):

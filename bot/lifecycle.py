@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from telegram import BotCommand
 from telegram.ext import Application, ContextTypes
@@ -36,7 +37,9 @@ async def load_model_service(settings: Settings) -> Any:
     options = LoadOptions(
         model_id=settings.model_id, dtype=settings.model_dtype, quantization=settings.model_quantization
     )
-    log.info("loading model %s (dtype %s, quantization %s)", options.model_id, options.dtype, options.quantization)
+    log.info(
+        "loading model %s (dtype %s, quantization %s)", options.model_id, options.dtype, options.quantization
+    )
     loaded = await asyncio.to_thread(load_model, options)
     log.info("model loaded in %.1f s on %s", loaded.load_seconds, loaded.device)
     return ModelService(
@@ -60,14 +63,19 @@ def make_post_init(settings: Settings, model_service_factory: ModelServiceFactor
             raise
         install_runtime(
             application,
-            BotRuntime(settings=settings, store=store, model=model, modes=modes, default_preamble=default_preamble),
+            BotRuntime(
+                settings=settings, store=store, model=model, modes=modes, default_preamble=default_preamble
+            ),
         )
         await application.bot.set_my_commands(
             [BotCommand(name, description) for name, description in texts.COMMAND_DESCRIPTIONS.items()]
         )
         if settings.conversation_retention_days > 0 and application.job_queue is not None:
             application.job_queue.run_repeating(
-                purge_idle_conversations, interval=PURGE_EVERY, first=PURGE_FIRST_AFTER, name="retention-purge"
+                purge_idle_conversations,
+                interval=PURGE_EVERY,
+                first=PURGE_FIRST_AFTER,
+                name="retention-purge",
             )
         log.info("bot @%s is ready", application.bot.username)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from telegram import Message, Update
 from telegram.ext import ContextTypes
@@ -70,7 +70,9 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     caption = strip_mention(message.caption or "", context.bot.username)
     incoming = incoming_message(message, caption or texts.DEFAULT_IMAGE_INSTRUCTION)
     runtime = runtime_of(context)
-    queue_for_conversation(update, context, lambda: answer_message(runtime, context.bot, incoming), name="image")
+    queue_for_conversation(
+        update, context, lambda: answer_message(runtime, context.bot, incoming), name="image"
+    )
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -82,7 +84,9 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     incoming = incoming_message(message, text)
     runtime = runtime_of(context)
-    queue_for_conversation(update, context, lambda: answer_message(runtime, context.bot, incoming), name="text")
+    queue_for_conversation(
+        update, context, lambda: answer_message(runtime, context.bot, incoming), name="text"
+    )
 
 
 async def on_other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -8,7 +8,7 @@ left out, and so are user turns whose own content could not be stored (a failed 
 from __future__ import annotations
 
 import io
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from PIL import Image
 

@@ -1,4 +1,4 @@
-"""Telegram's User and Chat objects turned into the storage package's plain values (storage never sees PTB)."""
+"""Telegram's User and Chat objects as the storage package's plain values (storage never sees PTB)."""
 
 from __future__ import annotations
 

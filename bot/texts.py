@@ -29,8 +29,7 @@ COMMAND_DESCRIPTIONS = {
 }
 
 NOT_ALLOWED = (
-    "Sorry, this is a private bot and I'm not set up to talk with you. "
-    "Ask the person who runs it to add you."
+    "Sorry, this is a private bot and I'm not set up to talk with you. Ask the person who runs it to add you."
 )
 UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
 ADMINS_ONLY = "Sorry, /stats is only for the bot's admins."
@@ -55,7 +54,9 @@ EMPTY_QUESTION = "Yes? Send me a photo, or ask a question about the one we're ta
 ONLY_IMAGES = (
     "I can only read images. Send a photo, or an image file (JPEG, PNG, WebP…), and ask me about it."
 )
-IMAGE_TOO_LARGE = "That image is too large for me ({size_mb:.1f} MB; the limit is {limit_mb:.0f} MB). Try a smaller one."
+IMAGE_TOO_LARGE = (
+    "That image is too large for me ({size_mb:.1f} MB; the limit is {limit_mb:.0f} MB). Try a smaller one."
+)
 IMAGE_DOWNLOAD_FAILED = "Sorry, I couldn't download that image from Telegram. Please send it again."
 IMAGE_UNREADABLE = "Sorry, I couldn't read that image — the file seems damaged or isn't a format I know."
 
@@ -70,5 +71,6 @@ EMPTY_ANSWER = "(I have nothing to add.)"
 
 STATS = (
     "Users: {users}\nChats: {chats}\nConversations: {conversations}\nTurns: {turns}\n"
-    "Images: {images} ({image_mb:.1f} MB)\nTurns by status: {by_status}\nAnswers running or waiting: {in_flight}"
+    "Images: {images} ({image_mb:.1f} MB)\nTurns by status: {by_status}\n"
+    "Answers running or waiting: {in_flight}"
 )

@@ -20,8 +20,12 @@ def confirmation_keyboard(user_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton(texts.FORGET_CONFIRM_BUTTON, callback_data=f"{CALLBACK_PREFIX}:yes:{user_id}"),
-                InlineKeyboardButton(texts.FORGET_KEEP_BUTTON, callback_data=f"{CALLBACK_PREFIX}:no:{user_id}"),
+                InlineKeyboardButton(
+                    texts.FORGET_CONFIRM_BUTTON, callback_data=f"{CALLBACK_PREFIX}:yes:{user_id}"
+                ),
+                InlineKeyboardButton(
+                    texts.FORGET_KEEP_BUTTON, callback_data=f"{CALLBACK_PREFIX}:no:{user_id}"
+                ),
             ]
         ]
     )

@@ -1,4 +1,4 @@
-"""/retry: write the last answer again; the old one is kept but marked superseded, so the model never sees it."""
+"""/retry: write the last answer again; the old one is kept, marked superseded, and hidden from the model."""
 
 from __future__ import annotations
 
@@ -36,6 +36,10 @@ async def supersede_last_answer(runtime: BotRuntime, conversation_id: int) -> bo
         return False
     last_question = user_turns[-1]
     for turn in history:
-        if turn.role == "assistant" and turn.position > last_question.position and turn.status is TurnStatus.COMPLETE:
+        if (
+            turn.role == "assistant"
+            and turn.position > last_question.position
+            and turn.status is TurnStatus.COMPLETE
+        ):
             await runtime.store.set_turn_status(turn.id, TurnStatus.SUPERSEDED)
     return True

@@ -17,7 +17,9 @@ async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         await message.reply_text(texts.ADMINS_ONLY)
         return
     stats = await runtime.store.stats()
-    by_status = ", ".join(f"{status} {count}" for status, count in sorted(stats.turns_by_status.items())) or "none"
+    by_status = (
+        ", ".join(f"{status} {count}" for status, count in sorted(stats.turns_by_status.items())) or "none"
+    )
     await message.reply_text(
         texts.STATS.format(
             users=stats.users,

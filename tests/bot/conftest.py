@@ -22,8 +22,10 @@ from bot.runtime import BotRuntime, runtime_of
 from bot.settings import Settings
 from model.service import ModelService
 from model.types import Conversation, GenerationParams
-from tests.standin.fixtures import bot_api  # noqa: F401 - the stand-in fixture
+from tests.standin import fixtures as standin_fixtures
 from tests.standin.server import BotApiStandIn
+
+bot_api = standin_fixtures.bot_api  # the stand-in fixture, for every test in this package
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +38,11 @@ def _no_errors_logged(caplog: pytest.LogCaptureFixture):
     """Every bot test also proves nothing went wrong unseen: no ERROR log from the bot or PTB."""
     caplog.set_level(logging.INFO)
     yield
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("bot", "telegram")]
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("bot", "telegram")
+    ]
     assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
@@ -46,7 +52,9 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_settings(bot_api: BotApiStandIn, database_url: str, tiny_checkpoint: Path) -> Callable[..., Settings]:
+def make_settings(
+    bot_api: BotApiStandIn, database_url: str, tiny_checkpoint: Path
+) -> Callable[..., Settings]:
     """Settings for a bot talking to the stand-in, with the tiny checkpoint and a fresh SQLite file."""
 
     def make(**overrides: Any) -> Settings:
@@ -96,7 +104,9 @@ async def start_bot(make_settings: Callable[..., Settings]) -> AsyncIterator[Cal
     stacks: dict[int, AsyncExitStack] = {}
 
     async def start(*, model_service_factory: Callable | None = None, **overrides: Any) -> Application:
-        application = build_application(make_settings(**overrides), model_service_factory=model_service_factory)
+        application = build_application(
+            make_settings(**overrides), model_service_factory=model_service_factory
+        )
         stack = AsyncExitStack()
         await stack.enter_async_context(running(application))
         stacks[id(application)] = stack
@@ -152,7 +162,9 @@ def recording_factory(delay_s: float = 0.0) -> tuple[Callable, list[RecordingMod
     async def factory(settings: Settings) -> RecordingModelService:
         plain = await load_model_service(settings)
         service = RecordingModelService(
-            plain.loaded, max_batch_size=settings.max_batch_size, max_images=settings.max_images_in_prompt,
+            plain.loaded,
+            max_batch_size=settings.max_batch_size,
+            max_images=settings.max_images_in_prompt,
             delay_s=delay_s,
         )
         made.append(service)

@@ -11,7 +11,9 @@ ALLOWED, STRANGER, ADMIN = 3001, 3002, 3003
 async def test_user_not_on_the_allow_list_is_refused_once_and_the_model_is_never_called(bot_api, start_bot):
     factory, services = recording_factory()
     application = await start_bot(
-        model_service_factory=factory, allowed_user_ids=frozenset({ALLOWED}), admin_user_ids=frozenset({ADMIN})
+        model_service_factory=factory,
+        allowed_user_ids=frozenset({ALLOWED}),
+        admin_user_ids=frozenset({ADMIN}),
     )
     chat, stranger = bot_api.private_chat(STRANGER), bot_api.user(STRANGER)
     await bot_api.send_photo(chat, stranger, image_bytes("red"), caption="what is this?")
@@ -28,7 +30,9 @@ async def test_user_not_on_the_allow_list_is_refused_once_and_the_model_is_never
 async def test_allowed_users_and_admins_are_answered(bot_api, start_bot):
     factory, services = recording_factory()
     application = await start_bot(
-        model_service_factory=factory, allowed_user_ids=frozenset({ALLOWED}), admin_user_ids=frozenset({ADMIN})
+        model_service_factory=factory,
+        allowed_user_ids=frozenset({ALLOWED}),
+        admin_user_ids=frozenset({ADMIN}),
     )
     for user_id in (ALLOWED, ADMIN):
         await bot_api.send_text(bot_api.private_chat(user_id), bot_api.user(user_id), "hi there")

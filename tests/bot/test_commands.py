@@ -62,7 +62,9 @@ async def test_retry_supersedes_the_last_answer_and_writes_a_new_one(bot_api, st
         ("assistant", TurnStatus.COMPLETE),
     ]
     retried = services[0].conversations[-1]
-    assert [turn.role for turn in retried.turns] == ["user"], "the superseded answer is not shown to the model"
+    assert [turn.role for turn in retried.turns] == ["user"], (
+        "the superseded answer is not shown to the model"
+    )
 
 
 async def test_retry_with_nothing_to_retry_says_so(bot_api, start_bot):

@@ -1,4 +1,4 @@
-"""End to end in a group: silent unless addressed, mentions stripped, replies continue, one conversation each."""
+"""End to end in a group: silent unless addressed, mentions stripped, replies continue, one chat each."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ async def test_mention_is_answered_as_a_reply_without_the_mention(bot_api, start
 async def test_photo_with_a_caption_mentioning_the_bot_is_answered_about(bot_api, start_bot):
     application = await start_bot()
     group, ann = bot_api.group_chat(GROUP_ID), bot_api.user(ANN, "Ann")
-    photo = await bot_api.send_photo(group, ann, image_bytes("green"), caption=f"{BOT} what is in this picture?")
+    photo = await bot_api.send_photo(
+        group, ann, image_bytes("green"), caption=f"{BOT} what is in this picture?"
+    )
 
     [answer] = await bot_api.wait_for_bot_message(group)
     assert answer.reply_to_message_id == photo["message_id"]

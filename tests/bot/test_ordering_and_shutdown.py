@@ -23,7 +23,9 @@ async def test_messages_sent_during_an_answer_wait_and_are_answered_in_order(bot
     store = runtime(application).store
     history = await store.history((await store.active_conversation(chat.id, USER_ID)).id)
     assert [(turn.role, turn.text) for turn in history if turn.role == "user"] == [
-        ("user", "first"), ("user", "second"), ("user", "third")
+        ("user", "first"),
+        ("user", "second"),
+        ("user", "third"),
     ]
     assert [turn.role for turn in history] == ["user", "assistant"] * 3
     replies = [turn for turn in history if turn.role == "assistant"]

@@ -44,7 +44,9 @@ async def test_photo_without_caption_streams_drafts_then_sends_the_final_answer(
 async def test_photo_caption_is_the_question_and_the_largest_size_is_downloaded(bot_api, start_bot):
     application = await start_bot()
     chat = bot_api.private_chat(USER_ID)
-    sent = await bot_api.send_photo(chat, bot_api.user(USER_ID), image_bytes("green", (320, 240)), caption="What colour?")
+    sent = await bot_api.send_photo(
+        chat, bot_api.user(USER_ID), image_bytes("green", (320, 240)), caption="What colour?"
+    )
 
     await bot_api.wait_for_bot_message(chat)
     user_turn = (await history_of(application, chat.id, USER_ID))[0]
@@ -118,7 +120,9 @@ async def test_failed_download_apologises_and_keeps_the_question(bot_api, start_
 async def test_image_over_the_size_limit_is_refused_without_downloading(bot_api, start_bot):
     application = await start_bot(max_image_bytes=1000)
     chat = bot_api.private_chat(USER_ID)
-    await bot_api.send_document(chat, bot_api.user(USER_ID), image_bytes("red", (400, 400), "PNG"), "big.png", "image/png")
+    await bot_api.send_document(
+        chat, bot_api.user(USER_ID), image_bytes("red", (400, 400), "PNG"), "big.png", "image/png"
+    )
 
     [reply] = await bot_api.wait_for_bot_message(chat)
     assert reply.text.startswith("That image is too large")

@@ -16,7 +16,9 @@ USER_ID = 7001
 REPO_ROOT = Path(__file__).parents[2]
 
 
-async def test_run_command_answers_a_photo_and_stops_cleanly_on_sigterm(bot_api, database_url, tiny_checkpoint, tmp_path):
+async def test_run_command_answers_a_photo_and_stops_cleanly_on_sigterm(
+    bot_api, database_url, tiny_checkpoint, tmp_path
+):
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "MODEL_"))},
         "PYTHONPATH": str(REPO_ROOT),
@@ -29,8 +31,14 @@ async def test_run_command_answers_a_photo_and_stops_cleanly_on_sigterm(bot_api,
         "LOG_LEVEL": "DEBUG",
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=environment,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        cwd=tmp_path,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         await bot_api.wait_for(lambda: bot_api.my_commands(), timeout=90)  # post_init ran
