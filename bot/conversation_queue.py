@@ -15,6 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bot.errors import NotReady
+
 log = logging.getLogger(__name__)
 
 # Passed as the CancelledError message so a job can tell the person why it stopped.
@@ -51,7 +53,7 @@ class ConversationQueue:
     ) -> asyncio.Task:
         """Queue `work` behind the conversation's earlier jobs; returns the task that will run it."""
         if self._closed:
-            raise RuntimeError("the conversation queue is shut down")
+            raise NotReady("the bot is shutting down")
         waiting_for = [job.done for job in self._jobs.get(key, [])]
         job = _Job(key)
         self._jobs.setdefault(key, []).append(job)
