@@ -11,7 +11,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from telegram import Bot, ReplyParameters
+from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import TelegramError
 
 from bot import texts
@@ -91,11 +91,24 @@ async def _fetch_images(
     return tuple(images), None
 
 
-async def generate_answer(runtime: BotRuntime, bot: Bot, conversation_id: int, target: ReplyTarget) -> bool:
-    """Answer the newest user turn of a conversation; False if there was nothing to answer."""
+async def generate_answer(
+    runtime: BotRuntime,
+    bot: Bot,
+    conversation_id: int,
+    target: ReplyTarget,
+    *,
+    params: GenerationParams | None = None,
+    final_reply_markup: InlineKeyboardMarkup | None = None,
+) -> bool:
+    """Answer the newest user turn of a conversation; False if there was nothing to answer.
+
+    `params` replaces the chat's generation settings (a task such as a story may need sampling);
+    `final_reply_markup` goes under the final message (e.g. Regenerate / New conversation buttons).
+    """
     store = runtime.store
     history = await store.history(conversation_id)
-    preamble, params = await chat_generation_setup(runtime, target.chat_id)
+    preamble, chat_params = await chat_generation_setup(runtime, target.chat_id)
+    params = params or chat_params
     conversation = await asyncio.to_thread(build_conversation, history, preamble)
     if conversation is None:
         return False
@@ -107,6 +120,7 @@ async def generate_answer(runtime: BotRuntime, bot: Bot, conversation_id: int, t
         reply_to_message_id=target.reply_to_message_id,
         message_thread_id=target.message_thread_id,
         min_interval_s=runtime.settings.stream_edit_interval_s,
+        final_reply_markup=final_reply_markup,
     )
     outcome = _Outcome()
     try:
