@@ -33,19 +33,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(autouse=True)
-def _no_errors_logged(caplog: pytest.LogCaptureFixture):
-    """Every bot test also proves nothing went wrong unseen: no ERROR log from the bot or PTB."""
-    caplog.set_level(logging.INFO)
-    yield
-    errors = [
-        r
-        for r in caplog.records
-        if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("bot", "telegram")
-    ]
-    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
-
-
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}"
@@ -96,11 +83,15 @@ async def running(application: Application) -> AsyncIterator[Application]:
 
 
 @pytest_asyncio.fixture
-async def start_bot(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+async def start_bot(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[Callable[..., Any]]:
     """`await start_bot(**settings_overrides, model_service_factory=...)` → a running Application.
 
-    Every bot started is stopped at the end of the test; `stop_bot(app)` stops one earlier (a restart).
+    Every bot started is stopped at the end of the test; `start_bot.stop(app)` stops one earlier (a
+    restart). Each test also proves nothing went wrong unseen: no ERROR log from the bot or PTB.
     """
+    caplog.set_level(logging.INFO)
     stacks: dict[int, AsyncExitStack] = {}
 
     async def start(*, model_service_factory: Callable | None = None, **overrides: Any) -> Application:
@@ -121,6 +112,12 @@ async def start_bot(make_settings: Callable[..., Settings]) -> AsyncIterator[Cal
     finally:
         for stack in reversed(list(stacks.values())):
             await stack.aclose()
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("bot", "telegram")
+    ]
+    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
 def runtime(application: Application) -> BotRuntime:
