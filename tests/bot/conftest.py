@@ -112,11 +112,8 @@ async def start_bot(
     finally:
         for stack in reversed(list(stacks.values())):
             await stack.aclose()
-    errors = [
-        r
-        for r in caplog.records
-        if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("bot", "telegram")
-    ]
+    logged = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    errors = [r for r in logged if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("bot", "telegram")]
     assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
