@@ -172,3 +172,21 @@ async def test_retention_job_is_scheduled_and_keeps_fresh_conversations(bot_api,
 
     await job.run(application)
     assert [turn.role for turn in await history_of(application, chat.id, USER_ID)] == ["user", "assistant"]
+
+
+async def test_unexpected_failure_is_logged_with_traceback_and_the_user_gets_a_plain_apology(
+    bot_api, start_bot, caplog
+):
+    application = await start_bot()
+    start_bot.expect_errors_from("bot.app")
+    await runtime(application).store.stop()  # the database goes away under the running bot
+    chat = bot_api.private_chat(USER_ID)
+    await bot_api.send_text(chat, bot_api.user(USER_ID), "hello?")
+
+    [reply] = await bot_api.wait_for_bot_message(chat)
+    assert reply.text == texts.UNEXPECTED_ERROR
+    [logged] = [record for record in caplog.records if record.name == "bot.app" and record.exc_info]
+    assert logged.exc_info[0].__name__ == "StorageError"
+    assert "Traceback" not in reply.text and "StorageError" not in reply.text
+    await bot_api.send_text(chat, bot_api.user(USER_ID), "/help")
+    await bot_api.wait_for_bot_message(chat, count=2)  # still running
