@@ -48,7 +48,10 @@ async def load_model_service(settings: Settings) -> Any:
 
 
 def make_post_init(settings: Settings, model_service_factory: ModelServiceFactory):
+    """The post_init hook for these settings (PTB hooks only receive the application)."""
+
     async def post_init(application: Application) -> None:
+        """Open the store, load and start the model, register commands, schedule the retention purge."""
         from model.preamble import load_modes, resolve_preamble
 
         store = Store(settings.database_url)
