@@ -107,6 +107,7 @@ class GenerationRequest:
             time_to_first_token_s=ttft,
             total_s=now - self.submitted_at,
             dropped_turns=self.prompt.dropped_turns,
+            extra={"dropped_images": getattr(self.prompt, "dropped_images", 0)},
         )
 
 

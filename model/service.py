@@ -47,6 +47,15 @@ class ServiceStats:
 
 
 class ModelService:
+    """Owns the model through one worker thread; `stream()` and `score_options()` are safe on any loop.
+
+        service = ModelService(loaded, max_batch_size=settings.max_batch_size)
+        await service.start()                    # in post_init
+        async for event in service.stream(conversation, GenerationParams()):
+            ...                                  # TextDelta(text)..., then one GenerationResult
+        await service.stop()                     # in post_shutdown
+    """
+
     def __init__(
         self,
         loaded: LoadedModel,

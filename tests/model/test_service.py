@@ -113,6 +113,7 @@ async def test_streamed_deltas_concatenate_to_the_final_text(service) -> None:
         assert result.text == result.text.strip()
         assert result.prompt_tokens > 0 and result.completion_tokens > 0
         assert result.time_to_first_token_s is not None and 0 < result.time_to_first_token_s <= result.total_s
+        assert result.dropped_turns == 0 and result.extra["dropped_images"] == 0
 
 
 async def test_max_new_tokens_ends_the_reply_with_length(tiny_loaded) -> None:
@@ -357,3 +358,20 @@ async def test_image_tokens_are_never_generated_even_when_the_model_wants_them(t
         await service.stop()
     assert outputs and not banned & set(outputs[0].flatten().tolist())
     assert result.completion_tokens >= 1
+
+
+async def test_result_reports_the_turns_dropped_to_fit_the_context(tiny_checkpoint_eou) -> None:
+    long_text = "The quick brown fox jumps over the lazy dog. " * 20
+    turns = []
+    for n in range(8):
+        turns.append(Turn("user", (TextPart(f"{n}: {long_text}"),)))
+        turns.append(Turn("assistant", (TextPart(long_text),)))
+    turns.append(Turn("user", (TextPart("And now?"),)))
+    service = ModelService(_load(tiny_checkpoint_eou))
+    await service.start()
+    try:
+        _, result = await _collect(service, Conversation(turns=tuple(turns)), GenerationParams(max_new_tokens=1500))
+    finally:
+        await service.stop()
+    assert result.dropped_turns > 0
+    assert result.prompt_tokens <= service.max_positions - 1500
