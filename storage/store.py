@@ -149,6 +149,12 @@ class Store:
 
         return await self._write(work)
 
+    async def conversation(self, conversation_id: int) -> ConversationRef | None:
+        """One conversation by id (open or closed): whose it is and whether it is still open."""
+        async with self._read() as session, session.begin():
+            row = await session.get(Conversation, conversation_id)
+            return None if row is None else convert.conversation_ref(row)
+
     # -- turns -------------------------------------------------------------------------------
 
     async def add_user_turn(
