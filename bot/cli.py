@@ -46,16 +46,48 @@ def _run(settings: Settings) -> int:
         print(f"idefics-bot: {problem} {TOKEN_HELP}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, [settings.telegram_bot_token.get_secret_value()])
+    from sqlalchemy.exc import SQLAlchemyError
+    from telegram.error import InvalidToken, NetworkError
+
     from bot.app import build_application  # heavy imports (torch) only for the command that needs them
-    from model.errors import ModelLoadError
+    from model.errors import ModelError
+    from storage.errors import StorageError
 
     application = build_application(settings)
+    logging.getLogger("telegram.ext").addFilter(_without_connection_tracebacks)
     try:
         application.run_polling(allowed_updates=["message", "edited_message", "callback_query"])
-    except ModelLoadError as error:
-        print(f"idefics-bot: could not load the model. {error}", file=sys.stderr)
+    except InvalidToken:
+        print(f"idefics-bot: Telegram rejected TELEGRAM_BOT_TOKEN. {TOKEN_HELP}", file=sys.stderr)
+        return 2
+    except NetworkError as error:
+        print(
+            f"idefics-bot: could not reach the Bot API at {settings.telegram_api_url} ({error}). "
+            "Check the network connection and TELEGRAM_API_URL.",
+            file=sys.stderr,
+        )
+        return 1
+    except ModelError as error:
+        print(f"idefics-bot: could not start the model. {error}", file=sys.stderr)
+        return 1
+    except (StorageError, SQLAlchemyError, OSError) as error:
+        print(
+            f"idefics-bot: could not open the database at DATABASE_URL ({error.__class__.__name__}: {error}). "
+            "Check the URL and that its folder or server is reachable.",
+            file=sys.stderr,
+        )
         return 1
     return 0
+
+
+def _without_connection_tracebacks(record: logging.LogRecord) -> bool:
+    """PTB's retry loop logs a rejected token or an unreachable server with a traceback; the message says
+    all there is to say (and `_run` explains a start-up failure in one sentence)."""
+    from telegram.error import InvalidToken, NetworkError
+
+    if record.exc_info and isinstance(record.exc_info[1], (InvalidToken, NetworkError)):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def _make_tiny_model(directory: Path, size: str) -> int:

@@ -55,3 +55,35 @@ def test_settings_are_read_from_dotenv_file(tmp_path):
     assert settings.allowed_user_ids == {5, 7}
     assert settings.log_level == "DEBUG"
     assert "1:x" not in repr(settings)
+
+
+START_FAILURES = [
+    ({"PROMPT_PREAMBLE": "no-such-mode"}, "no-such-mode"),
+    ({"MODEL_ID": "/nonexistent/checkpoint"}, "/nonexistent/checkpoint"),
+    ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
+    ({"TELEGRAM_BOT_TOKEN": "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"}, "rejected TELEGRAM_BOT_TOKEN"),
+    ({"TELEGRAM_API_URL": "http://127.0.0.1:9"}, "could not reach the Bot API"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), START_FAILURES, ids=lambda v: str(v)[:40])
+async def test_start_up_failures_are_one_clear_message(tmp_path, tiny_checkpoint, overrides, expected):
+    """Wrong settings found only at start-up end the process with a sentence, not a traceback."""
+    import asyncio
+
+    from tests.standin.server import BotApiStandIn
+
+    async with BotApiStandIn() as telegram_api:
+        env = {
+            "TELEGRAM_BOT_TOKEN": telegram_api.token,
+            "TELEGRAM_API_URL": telegram_api.api_root,
+            "MODEL_ID": str(tiny_checkpoint),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}",
+            "HF_HUB_OFFLINE": "1",
+            **overrides,
+        }
+        result = await asyncio.to_thread(run_cli, "run", env=env, cwd=tmp_path)
+    assert result.returncode in (1, 2), result.stderr[-2000:]
+    assert expected in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert env["TELEGRAM_BOT_TOKEN"].split(":")[1] not in result.stderr
