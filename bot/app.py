@@ -34,6 +34,7 @@ from bot.commands.retry import retry_command
 from bot.commands.stats import stats_command
 from bot.errors import NotReady
 from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_init, post_shutdown, post_stop
+from bot.logging_setup import install_token_redaction
 from bot.messages import on_image, on_other_document, on_text, on_unknown_command
 from bot.settings import Settings
 
@@ -58,6 +59,8 @@ def build_application(
     settings: Settings, *, model_service_factory: ModelServiceFactory | None = None
 ) -> Application:
     """The bot's Application; its post_init loads the model and opens the store."""
+    # Here, not only in the CLI: whoever builds the bot gets logs free of its token.
+    install_token_redaction([settings.telegram_bot_token.get_secret_value()])
     application = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token.get_secret_value())
