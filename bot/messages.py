@@ -17,6 +17,7 @@ from telegram.ext import ContextTypes
 from bot import texts
 from bot.addressing import strip_mention
 from bot.answering import IncomingMessage, ReplyTarget, answer_message
+from bot.conversation_queue import ConversationKey
 from bot.downloads import image_source
 from bot.runtime import runtime_of
 from bot.telegram_info import chat_info, conversation_key, is_private, user_info
@@ -36,9 +37,17 @@ def reply_target(message: Message) -> ReplyTarget:
 
 
 def queue_for_conversation(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, work: Callable[[], Awaitable[object]], *, name: str
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    work: Callable[[], Awaitable[object]],
+    *,
+    name: str,
+    key: ConversationKey | None = None,
 ) -> None:
-    """Run `work` after the sender's earlier messages in this chat; unknown errors go to the error handler."""
+    """Run `work` after the sender's earlier messages in this chat; unknown errors go to the error handler.
+
+    `key` names the conversation when the update's message is not the person's own (a button press
+    arrives on the bot's message)."""
     message = update.effective_message
     runtime = runtime_of(context)
 
@@ -50,7 +59,7 @@ def queue_for_conversation(
         except Exception as error:  # noqa: BLE001 - handed to the application's one error handler
             await context.application.process_error(update, error)
 
-    runtime.answers.submit(conversation_key(message), job, name=name)
+    runtime.answers.submit(key or conversation_key(message), job, name=name)
 
 
 def incoming_message(message: Message, text: str) -> IncomingMessage:
