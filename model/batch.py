@@ -10,8 +10,9 @@ builds with `image_attention_mask_for_packed_input_ids` + `incremental_to_binary
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 

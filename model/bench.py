@@ -18,9 +18,9 @@ import json
 import os
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
 
 import torch
 from PIL import Image

@@ -16,8 +16,8 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Sequence
 
 import torch
 
@@ -32,7 +32,7 @@ from model.types import Conversation, FinishReason, GenerationParams, Generation
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelService", "ServiceStats", "PromptTooLong", "OptionScore"]
+__all__ = ["ModelService", "OptionScore", "PromptTooLong", "ServiceStats"]
 
 
 @dataclass

@@ -12,8 +12,9 @@ Two problems live here, both per row of a batch:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from model.loaded import END_OF_UTTERANCE
 from model.types import FinishReason

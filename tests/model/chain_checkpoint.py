@@ -8,8 +8,9 @@ it with a large weight. So the model really generates B after A, whatever else i
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from transformers import AutoProcessor, IdeficsForVisionText2Text
@@ -29,7 +30,7 @@ def make_chain_checkpoint(directory: Path, chain: Sequence[str]) -> Path:
     tokenizer = AutoProcessor.from_pretrained(directory).tokenizer
     ids = [_single_token(tokenizer, text) for text in chain]
     links: dict[int, int] = {}
-    for before, after in zip(ids, ids[1:]):
+    for before, after in itertools.pairwise(ids):
         links.setdefault(before, after)
     model = IdeficsForVisionText2Text.from_pretrained(directory).eval()
     _steer(model, links)

@@ -19,7 +19,7 @@ from model.loading import load_model
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-GREEDY = dict(max_new_tokens=16, do_sample=False)
+GREEDY = {"max_new_tokens": 16, "do_sample": False}
 
 
 @pytest.fixture(scope="module")

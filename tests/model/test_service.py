@@ -341,7 +341,7 @@ async def test_image_tokens_are_never_generated_even_when_the_model_wants_them(t
         outputs.append(real_generate(**kwargs)[:, kwargs["input_ids"].shape[1] :])
         return outputs[-1]
 
-    unbanned = dict(max_new_tokens=4, do_sample=False, pad_token_id=loaded.eos_token_id)
+    unbanned = {"max_new_tokens": 4, "do_sample": False, "pad_token_id": loaded.eos_token_id}
     service = ModelService(loaded)
     await service.start()
     try:
@@ -372,7 +372,9 @@ async def test_result_reports_the_turns_dropped_to_fit_the_context(tiny_checkpoi
     service = ModelService(_load(tiny_checkpoint_eou))
     await service.start()
     try:
-        _, result = await _collect(service, Conversation(turns=tuple(turns)), GenerationParams(max_new_tokens=1500))
+        _, result = await _collect(
+            service, Conversation(turns=tuple(turns)), GenerationParams(max_new_tokens=1500)
+        )
     finally:
         await service.stop()
     assert result.dropped_turns > 0
