@@ -70,12 +70,18 @@ There is a cup of coffee on a wooden table near the window, and it is raining ou
 
 
 def make_tiny_checkpoint(
-    directory: Path, size: Size = "tiny", seed: int = 0, eou_bias: float | None = None
+    directory: Path,
+    size: Size = "tiny",
+    seed: int = 0,
+    eou_bias: float | None = None,
+    chatty_word: str | None = None,
 ) -> Path:
     """Write a random IDEFICS checkpoint, its processor and tokenizer to `directory`; return it.
 
     `eou_bias` (e.g. 30.0) adds roughly that much to the `<end_of_utterance>` logit after every token
     but the prompt's final ":", so greedy replies stop after a token or two (see the module docstring).
+    `chatty_word` (one token of the tokenizer, e.g. " the") is favoured the same way instead, so greedy
+    replies repeat it until `max_new_tokens`: long answers on demand.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -83,7 +89,11 @@ def make_tiny_checkpoint(
     torch.manual_seed(seed)
     model = IdeficsForVisionText2Text(tiny_config(tokenizer, size)).eval()
     if eou_bias is not None:
-        _build_eou_bias(model, tokenizer, eou_bias)
+        _build_constant_channel(model, tokenizer)
+        _favour_token(model, tokenizer, END_OF_UTTERANCE, eou_bias)
+    elif chatty_word is not None:
+        _build_constant_channel(model, tokenizer)
+        _favour_token(model, tokenizer, chatty_word, CHATTY_BIAS)
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -163,9 +173,12 @@ _SIZES = {
 }
 
 
+CHATTY_BIAS = 30.0
+
+
 @torch.no_grad()
-def _build_eou_bias(model: IdeficsForVisionText2Text, tokenizer, eou_bias: float) -> None:
-    """Give the residual stream a constant channel 0 that the `<end_of_utterance>` row of lm_head reads."""
+def _build_constant_channel(model: IdeficsForVisionText2Text, tokenizer) -> None:
+    """Give the residual stream a constant channel 0 (zero after tokens holding ":") for lm_head to read."""
     for name, parameter in model.model.layers.named_parameters():
         if name.endswith(("o_proj.weight", "down_proj.weight")):
             parameter[0, :] = 0.0
@@ -178,9 +191,20 @@ def _build_eou_bias(model: IdeficsForVisionText2Text, tokenizer, eou_bias: float
     for token, token_id in tokenizer.get_vocab().items():
         if ":" in tokenizer.convert_tokens_to_string([token]) and token_id < embeddings.weight.shape[0]:
             embeddings.weight[token_id, 0] = 0.0
-    eou_row = tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE) - model.config.vocab_size
-    model.lm_head.additional_fc.weight[eou_row, :] = 0.0
-    model.lm_head.additional_fc.weight[eou_row, 0] = eou_bias / _constant_channel_readout(model, tokenizer)
+
+
+@torch.no_grad()
+def _favour_token(model: IdeficsForVisionText2Text, tokenizer, text: str, bias: float) -> None:
+    """Make the lm_head row of the single token `text` read channel 0 with weight `bias`."""
+    token_ids = tokenizer(text, add_special_tokens=False).input_ids
+    if len(token_ids) != 1:
+        raise ValueError(f"{text!r} is {len(token_ids)} tokens for the tiny tokenizer; pick a single token")
+    weight = model.lm_head.weight
+    row = token_ids[0]
+    if row >= model.config.vocab_size:  # the IDEFICS tokens live in lm_head's additional rows
+        weight, row = model.lm_head.additional_fc.weight, row - model.config.vocab_size
+    weight[row, :] = 0.0
+    weight[row, 0] = bias / _constant_channel_readout(model, tokenizer)
 
 
 @torch.no_grad()

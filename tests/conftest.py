@@ -31,3 +31,11 @@ def tiny_checkpoint_eou(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-idefics-eou"), eou_bias=30.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_chatty(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like `tiny_checkpoint`, but greedy replies repeat " the" until max_new_tokens: long answers."""
+    from model.tiny import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-idefics-chatty"), chatty_word=" the")
