@@ -128,15 +128,23 @@ def run_batch(
     params: GenerationParams,
     *,
     ignore_stop: bool = False,
+    image_features: torch.Tensor | None = None,
 ) -> None:
-    """Generate for all rows; every row's sink gets its deltas and exactly one `on_finished`."""
+    """Generate for all rows; every row's sink gets its deltas and exactly one `on_finished`.
+
+    `image_features` (vision-encoder outputs, see model/image_features.py) replace the batch's pixels.
+    """
     max_new_tokens = max(row.stopper.max_new_tokens for row in rows)
     kwargs = generate_kwargs(loaded, params, max_new_tokens, ignore_stop=ignore_stop)
     if params.do_sample and params.seed is not None:
         torch.manual_seed(params.seed)
+    inputs = batch.model_inputs(loaded.device)
+    if image_features is not None:
+        del inputs["pixel_values"]
+        inputs["image_encoder_embeddings"] = image_features
     with torch.inference_mode():
         loaded.model.generate(
-            **batch.model_inputs(loaded.device),
+            **inputs,
             stopping_criteria=StoppingCriteriaList([RowRouter(rows)]),
             **kwargs,
         )

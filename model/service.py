@@ -24,6 +24,7 @@ import torch
 from model.batch import collate, image_dims, prepare_prompt
 from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
 from model.generation import BatchRow, make_row, pad_token_id, run_batch
+from model.image_features import ImageFeatureCache, encoder_embeddings
 from model.loaded import LoadedModel
 from model.prompt import PromptBuilder
 from model.requests import GenerationRequest, ScoringJob
@@ -44,6 +45,8 @@ class ServiceStats:
     largest_batch: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    image_cache_hits: int = 0
+    image_cache_misses: int = 0
 
 
 class ModelService:
@@ -63,6 +66,7 @@ class ModelService:
         max_batch_size: int = 8,
         max_images: int = 4,
         batch_window_s: float = 0.01,
+        image_cache_size: int = 32,
     ) -> None:
         self._loaded = loaded
         self._builder = PromptBuilder(loaded, max_images)
@@ -75,6 +79,8 @@ class ModelService:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._stats = ServiceStats()
+        # Encoder outputs of recently seen images (by ImagePart.key); 0 turns the cache off.
+        self._image_cache = ImageFeatureCache(image_cache_size) if image_cache_size > 0 else None
 
     @property
     def loaded(self) -> LoadedModel:
@@ -97,6 +103,8 @@ class ModelService:
                 largest_batch=self._stats.largest_batch,
                 completion_tokens=self._stats.completion_tokens,
                 retries=self._stats.retries,
+                image_cache_hits=self._stats.image_cache_hits,
+                image_cache_misses=self._stats.image_cache_misses,
             )
 
     async def start(self) -> None:
@@ -317,7 +325,19 @@ class ModelService:
         with self._cond:
             self._stats.batches += 1
             self._stats.largest_batch = max(self._stats.largest_batch, len(requests))
-        run_batch(loaded, batch, rows, params, ignore_stop=ignore_stop)
+        run_batch(loaded, batch, rows, params, ignore_stop=ignore_stop, image_features=self._features(requests))
+
+    def _features(self, requests: list[GenerationRequest]):
+        """Cached vision-encoder outputs for the batch, or None to let the model encode the pixels."""
+        prepared = [request.prepared for request in requests]
+        if self._image_cache is None or not any(p.num_images for p in prepared):
+            return None
+        keys = [request.prompt.image_keys for request in requests]
+        features = encoder_embeddings(self._loaded, prepared, keys, self._image_cache)
+        with self._cond:
+            self._stats.image_cache_hits = self._image_cache.hits
+            self._stats.image_cache_misses = self._image_cache.misses
+        return features
 
     def _run_scoring(self, job: ScoringJob) -> None:
         if job.cancelled:
