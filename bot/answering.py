@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import TelegramError
 
 from bot import texts
 from bot.conversation_queue import CANCEL_BY_SHUTDOWN, CANCEL_BY_USER
-from bot.downloads import ImageSource, download_image
+from bot.downloads import ImageSource, fetch_image
 from bot.errors import ImageDownloadFailed, ImageTooLarge
 from bot.prompting import build_conversation
 from bot.rendering import AnswerRenderer
@@ -52,15 +53,27 @@ class IncomingMessage:
     message_id: int
     target: ReplyTarget
     images: tuple[ImageSource, ...] = ()  # in order; an album brings several
+    message_ids: tuple[int, ...] = ()  # every message carrying the turn (an album's); default (message_id,)
 
 
-async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessage) -> None:
-    """Store the message as a user turn, then answer it (or apologise for what went wrong)."""
+async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessage, **options) -> None:
+    """Store the message as a user turn, then answer it (or apologise for what went wrong).
+
+    `options` go to `generate_answer` (a task's params, mode, text shaping).
+    """
+    conversation_id = await store_question(runtime, bot, incoming)
+    if conversation_id is not None:
+        await generate_answer(runtime, bot, conversation_id, incoming.target, **options)
+
+
+async def store_question(runtime: BotRuntime, bot: Bot, incoming: IncomingMessage) -> int | None:
+    """Store the message as a user turn with its images; its conversation's id, or None (and an
+    apology sent, the words kept as a FAILED turn) when an image could not be had."""
     store = runtime.store
     await store.touch(incoming.user, incoming.chat)
     conversation = await store.active_conversation(incoming.chat.id, incoming.user.id)
     images, problem = await _fetch_images(runtime, bot, incoming.images)
-    message_ids = (incoming.message_id,)
+    message_ids = incoming.message_ids or (incoming.message_id,)
     if problem is None:
         try:
             await store.add_user_turn(conversation.id, incoming.text, images, message_ids)
@@ -72,8 +85,8 @@ async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessag
         kept = await store.add_user_turn(conversation.id, incoming.text, (), message_ids)
         await store.set_turn_status(kept.id, TurnStatus.FAILED)
         await _send_apology(bot, incoming.target, problem)
-        return
-    await generate_answer(runtime, bot, conversation.id, incoming.target)
+        return None
+    return conversation.id
 
 
 async def _fetch_images(
@@ -83,7 +96,7 @@ async def _fetch_images(
     images = []
     try:
         for source in sources:
-            images.append(await download_image(bot, source, runtime.settings.max_image_bytes))
+            images.append(await fetch_image(bot, runtime.store, source, runtime.settings.max_image_bytes))
     except ImageTooLarge as error:
         return (), texts.IMAGE_TOO_LARGE.format(size_mb=error.size / 2**20, limit_mb=error.limit / 2**20)
     except ImageDownloadFailed:
@@ -99,16 +112,21 @@ async def generate_answer(
     *,
     params: GenerationParams | None = None,
     final_reply_markup: InlineKeyboardMarkup | None = None,
+    mode: str | None = None,
+    shape_text: Callable[[str], str] | None = None,
 ) -> bool:
     """Answer the newest user turn of a conversation; False if there was nothing to answer.
 
     `params` replaces the chat's generation settings (a task such as a story may need sampling);
     `final_reply_markup` goes under the final message (e.g. Regenerate / New conversation buttons).
+    `mode` names a preamble to use instead of the chat's (if it exists); `shape_text` trims what the
+    model wrote (e.g. to one sentence) both while streaming and in what is sent and stored.
     """
     store = runtime.store
     history = await store.history(conversation_id)
     preamble, chat_params = await chat_generation_setup(runtime, target.chat_id)
     params = params or chat_params
+    preamble = runtime.modes.get(mode, preamble) if mode else preamble
     conversation = await asyncio.to_thread(build_conversation, history, preamble)
     if conversation is None:
         return False
@@ -123,6 +141,8 @@ async def generate_answer(
         final_reply_markup=final_reply_markup,
     )
     outcome = _Outcome()
+    if shape_text is not None:
+        outcome.shape = shape_text
     try:
         async with renderer:
             await _stream_into(runtime, conversation, params, renderer, outcome)
@@ -173,6 +193,7 @@ class _Outcome:
     result: GenerationResult | None = None
     message_ids: tuple[int, ...] = ()
     cancel_reason: str | None = None
+    shape: Callable[[str], str] = field(default=lambda text: text)  # applied to what is shown and stored
 
 
 async def _stream_into(
@@ -188,7 +209,7 @@ async def _stream_into(
             async for event in events:
                 if isinstance(event, TextDelta):
                     outcome.text += event.text
-                    await renderer.update(outcome.text)
+                    await renderer.update(outcome.shape(outcome.text))
                 elif isinstance(event, GenerationResult):
                     outcome.result = event
     except asyncio.CancelledError as cancel:
@@ -210,7 +231,7 @@ async def _show_result(outcome: _Outcome, renderer: AnswerRenderer) -> None:
     if result is None:
         await _show_failure(outcome, renderer, texts.GENERATION_FAILED)
         return
-    outcome.text = result.text
+    outcome.text = outcome.shape(result.text)
     if result.finish_reason is FinishReason.CANCELLED:  # the service was stopped under us
         outcome.cancel_reason = CANCEL_BY_SHUTDOWN
         await _show_cancelled(outcome, renderer)
@@ -220,7 +241,7 @@ async def _show_result(outcome: _Outcome, renderer: AnswerRenderer) -> None:
         return
     outcome.status = TurnStatus.COMPLETE
     outcome.finish_reason = result.finish_reason.value
-    outcome.message_ids = tuple(await renderer.finish(result.text.strip() or texts.EMPTY_ANSWER))
+    outcome.message_ids = tuple(await renderer.finish(outcome.text.strip() or texts.EMPTY_ANSWER))
 
 
 async def _show_failure(outcome: _Outcome, renderer: AnswerRenderer, apology: str) -> None:

@@ -26,13 +26,18 @@ from bot import texts
 from bot.access import make_access_guard
 from bot.addressing import ADDRESSED_TO_BOT
 from bot.commands.cancel import cancel_command
+from bot.commands.caption import caption_command
+from bot.commands.classify import classify_command
+from bot.commands.describe import describe_command
 from bot.commands.forget import CALLBACK_PATTERN as FORGET_PATTERN
 from bot.commands.forget import forget_button, forget_command
 from bot.commands.help import help_command
 from bot.commands.new import new_command
 from bot.commands.retry import retry_command
 from bot.commands.stats import stats_command
+from bot.commands.story import story_command
 from bot.errors import NotReady
+from bot.intake import CAPTION_IS_TASK, IN_ALBUM, on_album_item, on_task_caption
 from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_init, post_shutdown, post_stop
 from bot.logging_setup import install_token_redaction
 from bot.messages import on_image, on_other_document, on_text, on_unknown_command
@@ -88,12 +93,20 @@ def add_handlers(application: Application, settings: Settings) -> None:
         ("cancel",): cancel_command,
         ("forget",): forget_command,
         ("stats",): stats_command,
+        ("caption",): caption_command,
+        ("classify",): classify_command,
+        ("story",): story_command,
+        ("describe",): describe_command,
     }
     for names, callback in commands.items():
         application.add_handler(CommandHandler(list(names), callback, filters=new_messages))
     application.add_handler(CallbackQueryHandler(forget_button, pattern=FORGET_PATTERN))
+    images = filters.PHOTO | filters.Document.IMAGE
+    # Every album item is collected (only one carries the caption that may address the bot).
+    application.add_handler(MessageHandler(new_messages & IN_ALBUM & images, on_album_item))
+    application.add_handler(MessageHandler(new_messages & CAPTION_IS_TASK & images, on_task_caption))
     addressed = new_messages & ADDRESSED_TO_BOT
-    application.add_handler(MessageHandler(addressed & (filters.PHOTO | filters.Document.IMAGE), on_image))
+    application.add_handler(MessageHandler(addressed & images, on_image))
     application.add_handler(MessageHandler(addressed & NOT_AN_IMAGE, on_other_document))
     application.add_handler(MessageHandler(addressed & filters.TEXT & ~filters.COMMAND, on_text))
     application.add_handler(

@@ -1,4 +1,8 @@
-"""Fetching a photo or image document from Telegram, within our size limit and Telegram's 20 MB one."""
+"""Fetching a photo or image document from Telegram, within our size limit and Telegram's 20 MB one.
+
+An image the store already holds (same Telegram `file_unique_id`) is taken from the store instead, so a
+reply to an old photo works even after Telegram stopped serving the file, and costs no download.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from telegram import Bot, Document, Message, PhotoSize
 from telegram.error import TelegramError
 
 from bot.errors import ImageDownloadFailed, ImageTooLarge
+from storage.store import Store
 from storage.types import ImageInput
 
 log = logging.getLogger(__name__)
@@ -54,3 +59,11 @@ async def download_image(bot: Bot, source: ImageSource, max_bytes: int) -> Image
     if len(data) > limit:
         raise ImageTooLarge(len(data), limit)
     return ImageInput(data=data, file_unique_id=source.file_unique_id)
+
+
+async def fetch_image(bot: Bot, store: Store, source: ImageSource, max_bytes: int) -> ImageInput:
+    """The image from the store if we have seen this file before, otherwise downloaded from Telegram."""
+    stored = await store.image_for_file(source.file_unique_id)
+    if stored is not None:
+        return ImageInput(data=stored.data, file_unique_id=source.file_unique_id)
+    return await download_image(bot, source, max_bytes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from telegram import Message, Update
 from telegram.ext import ContextTypes
@@ -85,13 +86,23 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Text: answer in the context of the whole conversation so far."""
+    """Text: answer in the context of the whole conversation so far.
+
+    A reply to a photo (anyone's) brings that photo into the question; a bare mention replying to a
+    photo asks for it to be described, and in groups the description quotes the photo.
+    """
     message = update.effective_message
     text = strip_mention(message.text or "", context.bot.username)
-    if not text:
+    replied = image_source(message.reply_to_message) if message.reply_to_message else None
+    if not text and replied is None:
         await message.reply_text(texts.EMPTY_QUESTION)
         return
-    incoming = incoming_message(message, text)
+    incoming = incoming_message(message, text or texts.DEFAULT_IMAGE_INSTRUCTION)
+    if replied is not None:
+        target = incoming.target
+        if not text and not target.is_private:
+            target = replace(target, reply_to_message_id=message.reply_to_message.message_id)
+        incoming = replace(incoming, images=(replied,), target=target)
     runtime = runtime_of(context)
     queue_for_conversation(
         update, context, lambda: answer_message(runtime, context.bot, incoming), name="text"

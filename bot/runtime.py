@@ -11,6 +11,7 @@ from typing import Any
 
 from telegram.ext import Application, CallbackContext
 
+from bot.albums import AlbumCollector
 from bot.conversation_queue import ConversationQueue
 from bot.errors import NotReady
 from bot.settings import Settings
@@ -28,6 +29,7 @@ class BotRuntime:
     modes: dict[str, Preamble] = field(default_factory=dict)
     default_preamble: Preamble | None = None  # PROMPT_PREAMBLE, resolved once at start-up
     answers: ConversationQueue = field(default_factory=ConversationQueue)
+    albums: AlbumCollector = field(default_factory=AlbumCollector)  # photos sent together
 
 
 def install_runtime(application: Application, runtime: BotRuntime) -> None:

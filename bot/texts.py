@@ -13,10 +13,17 @@ HELP = (
     "/retry — write the last answer again\n"
     "/cancel — stop the answer I'm writing\n"
     "/forget — erase everything I stored about you\n"
+    "/caption — a one-sentence caption of a photo (as its caption, or replying to it)\n"
+    "/classify cat, dog, bird — which of your labels fits a photo best, with scores\n"
+    "/story [theme] — a short story inspired by a photo\n"
+    "/describe — describe a photo (reply to anyone's photo with it, also in groups)\n"
+    "/mode — pick how I answer in this chat (assistant, captioner, storyteller…)\n"
+    "/settings — answer length and creativity for this chat\n"
     "/help — this message\n\n"
     "In groups I stay quiet unless you mention me (@{bot_username}), reply to one of my messages, or "
-    "send a command addressed to me, like /new@{bot_username}. Each member has their own conversation "
-    "with me."
+    "send a command addressed to me, like /new@{bot_username}. Reply to anyone's photo with a question "
+    "that mentions me, or with /describe, and I'll answer about that photo. Albums (several photos "
+    "sent together) are one question. Each member has their own conversation with me."
 )
 
 COMMAND_DESCRIPTIONS = {
@@ -26,6 +33,10 @@ COMMAND_DESCRIPTIONS = {
     "retry": "Write the last answer again",
     "cancel": "Stop the answer being written",
     "forget": "Erase everything stored about you",
+    "caption": "One-sentence caption of a photo",
+    "classify": "Pick the label that fits a photo: /classify cat, dog",
+    "story": "A short story inspired by a photo",
+    "describe": "Describe a photo (reply to it)",
 }
 
 NOT_ALLOWED = (
@@ -74,3 +85,31 @@ STATS = (
     "Images: {images} ({image_mb:.1f} MB)\nTurns by status: {by_status}\n"
     "Answers running or waiting: {in_flight}"
 )
+
+# --- image tasks: /caption, /classify, /story, /describe, albums -----------------------------------
+CAPTION_INSTRUCTION = "Write a one-sentence caption for this image."
+CLASSIFY_QUESTION = "Which one of these best describes the image: {labels}? Answer with one of them."
+STORY_INSTRUCTION = "Tell me a story about this picture."
+STORY_THEME = " The theme of the story: {theme}"
+CAPTION_USAGE = (
+    "Send /caption as the caption of a photo, or reply to a photo with /caption, and I'll write a "
+    "one-sentence caption for it."
+)
+CLASSIFY_USAGE = (
+    "Sorry, I can't classify with that label list: {problem}.\n"
+    "Send /classify with 2 to {max_labels} different labels separated by commas, as the caption of a "
+    "photo or as a reply to one, e.g. /classify cat, dog, bird"
+)
+CLASSIFY_NEEDS_PHOTO = (
+    "Which photo? Send /classify cat, dog, bird as the caption of a photo, or as a reply to one."
+)
+CLASSIFY_RESULT = "{label}\n\nRanking:\n{ranking}"
+CLASSIFY_RANK_LINE = "{place}. {label} — {percent:.1f}%"
+STORY_USAGE = (
+    "Send /story (optionally with a theme, like /story a pirate adventure) as the caption of a photo, "
+    "as a reply to a photo, or after sending me one."
+)
+DESCRIBE_USAGE = (
+    "Reply to a photo with /describe (or send /describe as a photo's caption) and I'll describe it."
+)
+ALBUM_TOO_MANY = "I can look at {limit} images at a time, so I'm using the first {limit} of these {count}."

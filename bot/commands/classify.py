@@ -1,0 +1,97 @@
+"""/classify cat, dog, bird: which of the person's labels fits a photo, chosen by likelihood, not by parsing.
+
+The question listing the labels is stored as a user turn with the photo; each label is then scored by
+the model's likelihood of writing exactly it as the answer (`ModelService.score_options`), the scores
+are normalised over the labels into percentages, and the ranking is sent and stored as the answer.
+The scoring sees only this question (no history, no preamble), so earlier talk cannot sway the choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Sequence
+
+from telegram import Bot
+
+from bot import texts
+from bot.answering import reply_parameters, store_question
+from bot.labels import MAX_LABELS, LabelListError, parse_labels
+from bot.prompting import build_conversation
+from bot.runtime import BotRuntime
+from bot.tasks import TaskCall, command_handler, reply_to_call
+from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
+from storage.types import TurnStatus
+
+log = logging.getLogger(__name__)
+
+
+def ranking(labels: Sequence[str], log_probs: Sequence[float]) -> list[tuple[str, float]]:
+    """(label, probability) best first; probabilities are the softmax of the log-likelihoods."""
+    top = max(log_probs)
+    weights = [math.exp(value - top) for value in log_probs]
+    total = sum(weights)
+    ranked = [(label, weight / total) for label, weight in zip(labels, weights, strict=True)]
+    return sorted(ranked, key=lambda pair: pair[1], reverse=True)
+
+
+def result_text(ranked: Sequence[tuple[str, float]]) -> str:
+    lines = "\n".join(
+        texts.CLASSIFY_RANK_LINE.format(place=place, label=label, percent=100 * probability)
+        for place, (label, probability) in enumerate(ranked, 1)
+    )
+    return texts.CLASSIFY_RESULT.format(label=ranked[0][0], ranking=lines)
+
+
+async def classify_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
+    """Check the labels and the photo, then score, answer and record."""
+    try:
+        labels = parse_labels(call.argument)
+    except LabelListError as problem:
+        await reply_to_call(bot, call, texts.CLASSIFY_USAGE.format(problem=problem, max_labels=MAX_LABELS))
+        return
+    if not call.images:
+        await reply_to_call(bot, call, texts.CLASSIFY_NEEDS_PHOTO)
+        return
+    incoming = call.question(texts.CLASSIFY_QUESTION.format(labels=", ".join(labels)))
+    conversation_id = await store_question(runtime, bot, incoming)
+    if conversation_id is None:
+        return
+    question = (await runtime.store.history(conversation_id))[-1]
+    conversation = await asyncio.to_thread(build_conversation, [question], None)
+    turn = await runtime.store.open_assistant_turn(conversation_id)
+    text, status = texts.GENERATION_FAILED, TurnStatus.FAILED
+    try:
+        text, status = await _score(runtime, conversation, labels)
+    except asyncio.CancelledError:
+        status = TurnStatus.CANCELLED
+        raise
+    finally:  # also when cancelled or after an unexpected error: the turn must not stay pending
+        stored = text if status is TurnStatus.COMPLETE else ""
+        await asyncio.shield(runtime.store.close_assistant_turn(turn.id, status, stored))
+    target = incoming.target
+    sent = await bot.send_message(
+        target.chat_id,
+        text,
+        reply_parameters=reply_parameters(target),
+        message_thread_id=target.message_thread_id,
+    )
+    await runtime.store.link_messages(turn.id, [sent.message_id])
+
+
+async def _score(runtime: BotRuntime, conversation, labels: Sequence[str]) -> tuple[str, TurnStatus]:
+    """The ranking text (COMPLETE), or for a known failure the apology to send instead (FAILED)."""
+    try:
+        log_probs = await runtime.model.score_options(conversation, labels)
+    except PromptTooLong:
+        return texts.PROMPT_TOO_LONG, TurnStatus.FAILED
+    except ServiceStopped:
+        return texts.NOT_READY, TurnStatus.FAILED
+    except GenerationFailed as error:
+        log.warning("classification failed: %s", error)
+        return texts.GENERATION_FAILED, TurnStatus.FAILED
+    return result_text(ranking(labels, log_probs)), TurnStatus.COMPLETE
+
+
+classify_command = command_handler(classify_task, "classify")
