@@ -16,6 +16,8 @@ from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import TelegramError
 
 from bot import texts
+from bot.answer_keyboard import answer_keyboard
+from bot.chat_preferences import available_modes, chosen_preamble, generation_params, read_preferences
 from bot.conversation_queue import CANCEL_BY_SHUTDOWN, CANCEL_BY_USER
 from bot.downloads import ImageSource, fetch_image
 from bot.errors import ImageDownloadFailed, ImageTooLarge
@@ -23,7 +25,6 @@ from bot.prompting import build_conversation
 from bot.rendering import AnswerRenderer
 from bot.runtime import BotRuntime
 from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
-from model.preamble import NO_PREAMBLE
 from model.types import Conversation, FinishReason, GenerationParams, GenerationResult, Preamble, TextDelta
 from storage.errors import ImageRejected
 from storage.types import ChatInfo, ImageInput, TurnStatus, UserInfo
@@ -61,6 +62,7 @@ async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessag
 
     `options` go to `generate_answer` (a task's params, mode, text shaping).
     """
+    options.setdefault("final_reply_markup", answer_keyboard())  # Regenerate / New conversation
     conversation_id = await store_question(runtime, bot, incoming)
     if conversation_id is not None:
         await generate_answer(runtime, bot, conversation_id, incoming.target, **options)
@@ -267,17 +269,11 @@ async def chat_generation_setup(
     runtime: BotRuntime, chat_id: int
 ) -> tuple[Preamble | None, GenerationParams]:
     """The preamble (mode) and generation settings for a chat: the bot's defaults, unless the chat chose
-    its own (`mode`, `max_new_tokens` in the chat's stored settings)."""
-    chosen = await runtime.store.chat_settings(chat_id)
-    mode = chosen.get("mode")
-    if mode == NO_PREAMBLE:
-        preamble = None
-    else:
-        preamble = runtime.modes.get(mode, runtime.default_preamble) if mode else runtime.default_preamble
-    max_new_tokens = min(
-        int(chosen.get("max_new_tokens", runtime.settings.max_new_tokens)), runtime.settings.max_new_tokens
-    )
-    return preamble, GenerationParams(max_new_tokens=max_new_tokens)
+    its own with /mode and /settings (stored values are checked by `bot.chat_preferences`)."""
+    modes = available_modes(runtime.modes, runtime.default_preamble)
+    preferences = read_preferences(await runtime.store.chat_settings(chat_id), modes)
+    preamble = chosen_preamble(preferences, modes, runtime.default_preamble)
+    return preamble, generation_params(preferences, runtime.settings)
 
 
 async def _send_apology(bot: Bot, target: ReplyTarget, text: str) -> None:

@@ -25,6 +25,8 @@ from telegram.ext import (
 from bot import texts
 from bot.access import make_access_guard
 from bot.addressing import ADDRESSED_TO_BOT
+from bot.answer_buttons import answer_button, unknown_button
+from bot.answer_keyboard import CALLBACK_PATTERN as ANSWER_PATTERN
 from bot.commands.cancel import cancel_command
 from bot.commands.caption import caption_command
 from bot.commands.classify import classify_command
@@ -32,8 +34,12 @@ from bot.commands.describe import describe_command
 from bot.commands.forget import CALLBACK_PATTERN as FORGET_PATTERN
 from bot.commands.forget import forget_button, forget_command
 from bot.commands.help import help_command
+from bot.commands.mode import CALLBACK_PATTERN as MODE_PATTERN
+from bot.commands.mode import mode_button, mode_command
 from bot.commands.new import new_command
 from bot.commands.retry import retry_command
+from bot.commands.settings_menu import CALLBACK_PATTERN as SETTINGS_PATTERN
+from bot.commands.settings_menu import settings_button, settings_command
 from bot.commands.stats import stats_command
 from bot.commands.story import story_command
 from bot.errors import NotReady
@@ -93,6 +99,8 @@ def add_handlers(application: Application, settings: Settings) -> None:
         ("cancel",): cancel_command,
         ("forget",): forget_command,
         ("stats",): stats_command,
+        ("mode",): mode_command,
+        ("settings",): settings_command,
         ("caption",): caption_command,
         ("classify",): classify_command,
         ("story",): story_command,
@@ -101,6 +109,10 @@ def add_handlers(application: Application, settings: Settings) -> None:
     for names, callback in commands.items():
         application.add_handler(CommandHandler(list(names), callback, filters=new_messages))
     application.add_handler(CallbackQueryHandler(forget_button, pattern=FORGET_PATTERN))
+    application.add_handler(CallbackQueryHandler(mode_button, pattern=MODE_PATTERN))
+    application.add_handler(CallbackQueryHandler(settings_button, pattern=SETTINGS_PATTERN))
+    application.add_handler(CallbackQueryHandler(answer_button, pattern=ANSWER_PATTERN))
+    application.add_handler(CallbackQueryHandler(unknown_button))  # stale or forged: never left spinning
     images = filters.PHOTO | filters.Document.IMAGE
     # Every album item is collected (only one carries the caption that may address the bot).
     application.add_handler(MessageHandler(new_messages & IN_ALBUM & images, on_album_item))

@@ -24,6 +24,8 @@ HELP = (
     "send a command addressed to me, like /new@{bot_username}. Reply to anyone's photo with a question "
     "that mentions me, or with /describe, and I'll answer about that photo. Albums (several photos "
     "sent together) are one question. Each member has their own conversation with me."
+    "\n\nUnder each answer, 🔄 Regenerate writes it again and 🆕 New conversation starts afresh. In groups "
+    "only admins can change /mode and /settings, and in forum topics I answer in the topic you wrote in."
 )
 
 COMMAND_DESCRIPTIONS = {
@@ -33,6 +35,8 @@ COMMAND_DESCRIPTIONS = {
     "retry": "Write the last answer again",
     "cancel": "Stop the answer being written",
     "forget": "Erase everything stored about you",
+    "mode": "Pick how the bot answers in this chat",
+    "settings": "Answer length and creativity for this chat",
     "caption": "One-sentence caption of a photo",
     "classify": "Pick the label that fits a photo: /classify cat, dog",
     "story": "A short story inspired by a photo",
@@ -60,6 +64,34 @@ FORGET_KEEP_BUTTON = "No, keep it"
 FORGET_DONE = "Done: everything I stored about you is erased."
 FORGET_KEPT = "Okay, nothing was erased."
 FORGET_NOT_YOURS = "Only the person who asked can answer this."
+
+# /mode, /settings and the buttons under answers (bot.commands.mode, bot.commands.settings_menu,
+# bot.answer_buttons).
+MODE_MENU = "Mode for this chat: {current}\n\n{modes}\n\nPick a mode:"
+MODE_LINE = "• {name} — {description}"
+MODE_NO_DESCRIPTION = "(no description)"
+NO_PREAMBLE_BUTTON = "No preamble"
+NO_PREAMBLE_DESCRIPTION = "no instructions or examples: the model sees only the conversation"
+CURRENT_CHOICE_MARK = "✅ "
+MODE_SET = "Mode: {name}"
+MODE_GONE = "That mode no longer exists. Send /mode for the current list."
+SETTINGS_MENU = (
+    "Settings for this chat\n"
+    "Answer length: {length} (up to {max_new_tokens} tokens)\n"
+    "Creativity: {creativity}\n"
+    "Mode: {mode} (change it with /mode)"
+)
+LENGTH_LABELS = {"short": "Short", "medium": "Medium", "long": "Long"}
+CREATIVITY_LABELS = {"precise": "Precise", "balanced": "Balanced", "creative": "Creative"}
+SETTING_SAVED = "Saved: {label}"
+GROUP_ADMINS_ONLY = "Only this group's admins can change how I answer here."
+BUTTON_EXPIRED = "That button no longer works. Send the command again for a fresh one."
+REGENERATE_BUTTON = "🔄 Regenerate"
+NEW_CONVERSATION_BUTTON = "🆕 New conversation"
+NOT_YOUR_ANSWER = "Only the person who asked can do that."
+ONLY_NEWEST_ANSWER = "Only the newest answer can be regenerated. Send /retry to redo your last one."
+ANSWER_GONE = "I no longer have that answer stored, so I can't write it again."
+REGENERATING = "Writing it again…"
 
 EMPTY_QUESTION = "Yes? Send me a photo, or ask a question about the one we're talking about."
 ONLY_IMAGES = (

@@ -1,4 +1,7 @@
-"""/new (alias /reset): close the current conversation so the next message starts a fresh one."""
+"""/new (alias /reset): close the current conversation so the next message starts a fresh one.
+
+`start_new_conversation` is shared with the "New conversation" button under answers.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,25 @@ from telegram.ext import ContextTypes
 
 from bot import texts
 from bot.messages import queue_for_conversation
-from bot.runtime import runtime_of
+from bot.runtime import BotRuntime, runtime_of
 from bot.telegram_info import chat_info, user_info
+from storage.types import ChatInfo, UserInfo
 
 
 async def new_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Start a fresh conversation, after any answer still being written for the old one."""
     message = update.effective_message
-    store = runtime_of(context).store
+    runtime = runtime_of(context)
+    user, chat = user_info(message.from_user), chat_info(message.chat)
 
     async def start_fresh() -> None:
-        await store.touch(user_info(message.from_user), chat_info(message.chat))
-        await store.new_conversation(message.chat_id, message.from_user.id)
+        await start_new_conversation(runtime, user, chat)
         await message.reply_text(texts.NEW_CONVERSATION)
 
     queue_for_conversation(update, context, start_fresh, name="new")
+
+
+async def start_new_conversation(runtime: BotRuntime, user: UserInfo, chat: ChatInfo) -> None:
+    """Close the user's open conversation in this chat; their next message starts a new one."""
+    await runtime.store.touch(user, chat)
+    await runtime.store.new_conversation(chat.id, user.id)

@@ -1,12 +1,16 @@
-"""/retry: write the last answer again; the old one is kept, marked superseded, and hidden from the model."""
+"""/retry: write the last answer again; the old one is kept, marked superseded, and hidden from the model.
+
+`regenerate_last_answer` is shared with the "Regenerate" button under answers.
+"""
 
 from __future__ import annotations
 
-from telegram import Update
+from telegram import Bot, Update
 from telegram.ext import ContextTypes
 
 from bot import texts
-from bot.answering import generate_answer
+from bot.answer_keyboard import answer_keyboard
+from bot.answering import ReplyTarget, generate_answer
 from bot.messages import queue_for_conversation, reply_target
 from bot.prompting import visible_turns
 from bot.runtime import BotRuntime, runtime_of
@@ -20,12 +24,20 @@ async def retry_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
     async def regenerate() -> None:
         conversation = await runtime.store.active_conversation(message.chat_id, message.from_user.id)
-        if not await supersede_last_answer(runtime, conversation.id):
+        if not await regenerate_last_answer(runtime, context.bot, conversation.id, reply_target(message)):
             await message.reply_text(texts.NOTHING_TO_RETRY)
-            return
-        await generate_answer(runtime, context.bot, conversation.id, reply_target(message))
 
     queue_for_conversation(update, context, regenerate, name="retry")
+
+
+async def regenerate_last_answer(
+    runtime: BotRuntime, bot: Bot, conversation_id: int, target: ReplyTarget
+) -> bool:
+    """Supersede the answer to the newest question and write it again; False if there is no question."""
+    if not await supersede_last_answer(runtime, conversation_id):
+        return False
+    await generate_answer(runtime, bot, conversation_id, target, final_reply_markup=answer_keyboard())
+    return True
 
 
 async def supersede_last_answer(runtime: BotRuntime, conversation_id: int) -> bool:

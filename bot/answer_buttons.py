@@ -1,0 +1,149 @@
+"""The buttons under an answer: "Regenerate" is /retry for that answer, "New conversation" is /new.
+
+Regenerate looks the answer up by the message the button is on (`Store.turn_for_message`) and only
+works for the person who asked (in groups everyone sees everyone's buttons) and only on the newest
+answer of their open conversation: older answers are part of a history the model has already built on.
+New conversation starts a fresh conversation for whoever presses it. Both run in the presser's
+conversation queue, behind any answer still being written, like the commands they stand for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from telegram import CallbackQuery, Chat, Update
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from bot import texts
+from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA
+from bot.answering import ReplyTarget
+from bot.commands.new import start_new_conversation
+from bot.commands.retry import regenerate_last_answer
+from bot.conversation_queue import ConversationKey
+from bot.messages import queue_for_conversation
+from bot.prompting import USER_STATUSES_SHOWN
+from bot.runtime import BotRuntime, runtime_of
+from bot.telegram_info import chat_info, user_info
+from storage.types import ConversationRef, StoredTurn, TurnStatus
+
+log = logging.getLogger(__name__)
+
+LATER_ANSWER_STATUSES = frozenset({TurnStatus.COMPLETE, TurnStatus.PENDING})
+
+
+async def answer_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Route a press of a button under an answer; anything else with our prefix is stale or forged."""
+    query = update.callback_query
+    if query.data == NEW_CONVERSATION_DATA:
+        await _new_conversation(update, context)
+    elif query.data == REGENERATE_DATA:
+        await _regenerate(update, context)
+    else:
+        await query.answer(texts.BUTTON_EXPIRED, show_alert=True)
+
+
+async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A button no handler knows (an old bot version's, or forged data): say so, never leave it spinning."""
+    log.info(
+        "unknown callback data %r from user %s",
+        update.callback_query.data,
+        update.effective_user.id,
+    )
+    await update.callback_query.answer(texts.BUTTON_EXPIRED, show_alert=True)
+
+
+async def _new_conversation(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    runtime = runtime_of(context)
+    user, chat = user_info(query.from_user), chat_info(query.message.chat)
+    queue_for_conversation(
+        update,
+        context,
+        lambda: start_new_conversation(runtime, user, chat),
+        name="new",
+        key=ConversationKey(chat.id, user.id),
+    )
+    await query.answer(texts.NEW_CONVERSATION)
+
+
+async def _regenerate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    runtime = runtime_of(context)
+    store = runtime.store
+    answer = await store.turn_for_message(query.message.chat.id, query.message.message_id)
+    conversation = await store.conversation(answer.conversation_id) if answer else None
+    if answer is None or conversation is None or answer.role != "assistant":
+        await query.answer(texts.ANSWER_GONE, show_alert=True)
+        return
+    if conversation.user_id != query.from_user.id:
+        await query.answer(texts.NOT_YOUR_ANSWER, show_alert=True)
+        return
+    history = await store.history(conversation.id)
+    if conversation.closed_at is not None or not is_newest_answer(history, answer.id):
+        await query.answer(texts.ONLY_NEWEST_ANSWER, show_alert=True)
+        return
+    target = _regenerated_target(query, history, answer)
+
+    async def regenerate() -> None:
+        await _regenerate_if_still_newest(runtime, context, query, conversation, answer.id, target)
+
+    queue_for_conversation(
+        update,
+        context,
+        regenerate,
+        name="regenerate",
+        key=ConversationKey(conversation.chat_id, conversation.user_id),
+    )
+    await query.answer(texts.REGENERATING)
+
+
+async def _regenerate_if_still_newest(
+    runtime: BotRuntime,
+    context: ContextTypes.DEFAULT_TYPE,
+    query: CallbackQuery,
+    conversation: ConversationRef,
+    answer_id: int,
+    target: ReplyTarget,
+) -> None:
+    """The press waited behind earlier work; something may have superseded the answer meanwhile."""
+    current = await runtime.store.conversation(conversation.id)
+    history = await runtime.store.history(conversation.id)
+    if current is None or current.closed_at is not None or not is_newest_answer(history, answer_id):
+        log.info("not regenerating answer %s: no longer the newest", answer_id)
+        return
+    try:  # the old answer's buttons would only lead to "only the newest answer…" now
+        await query.edit_message_reply_markup(reply_markup=None)
+    except TelegramError as error:
+        log.info("could not remove the buttons of a regenerated answer: %s", error)
+    await regenerate_last_answer(runtime, context.bot, conversation.id, target)
+
+
+def is_newest_answer(history: Sequence[StoredTurn], answer_id: int) -> bool:
+    """True if this complete answer is the one the conversation ends with (failed later tries aside)."""
+    answer = next((turn for turn in history if turn.id == answer_id), None)
+    if answer is None or answer.role != "assistant" or answer.status is not TurnStatus.COMPLETE:
+        return False
+    return not any(
+        (turn.role == "user" and turn.status in USER_STATUSES_SHOWN)
+        or (turn.role == "assistant" and turn.status in LATER_ANSWER_STATUSES)
+        for turn in history
+        if turn.position > answer.position
+    )
+
+
+def _regenerated_target(
+    query: CallbackQuery, history: Sequence[StoredTurn], answer: StoredTurn
+) -> ReplyTarget:
+    """Where the new answer goes: the same chat and topic, quoting the question in groups."""
+    message = query.message
+    private = message.chat.type == Chat.PRIVATE
+    questions = [turn for turn in history if turn.role == "user" and turn.position < answer.position]
+    question_ids = questions[-1].message_ids if questions else ()
+    return ReplyTarget(
+        chat_id=message.chat.id,
+        is_private=private,
+        reply_to_message_id=None if private or not question_ids else question_ids[0],
+        message_thread_id=message.message_thread_id if getattr(message, "is_topic_message", False) else None,
+    )

@@ -1,0 +1,28 @@
+"""The inline keyboard under every normal answer: "Regenerate" and "New conversation".
+
+Kept apart from the handler (`bot.answer_buttons`) so that the answering flow can attach the keyboard
+without importing the commands the handler reuses. The buttons carry no ids: the handler finds the
+answer from the message the button is on.
+"""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot import texts
+
+CALLBACK_PREFIX = "answer:"
+CALLBACK_PATTERN = rf"^{CALLBACK_PREFIX}"
+REGENERATE_DATA = CALLBACK_PREFIX + "regenerate"
+NEW_CONVERSATION_DATA = CALLBACK_PREFIX + "new"
+
+
+def answer_keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(texts.REGENERATE_BUTTON, callback_data=REGENERATE_DATA),
+                InlineKeyboardButton(texts.NEW_CONVERSATION_BUTTON, callback_data=NEW_CONVERSATION_DATA),
+            ]
+        ]
+    )
