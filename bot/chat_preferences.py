@@ -42,7 +42,7 @@ class ChatPreferences:
 def read_preferences(stored: Mapping[str, Any], modes: Mapping[str, Preamble]) -> ChatPreferences:
     """The chat's stored choices, each one dropped (with a log line) if it is no longer valid."""
     mode = stored.get(MODE_KEY)
-    if mode is not None and mode != NO_PREAMBLE and mode not in modes:
+    if mode is not None and (not isinstance(mode, str) or (mode != NO_PREAMBLE and mode not in modes)):
         log.info("ignoring the stored mode %r: no such mode now", mode)
         mode = None
     return ChatPreferences(
