@@ -4,8 +4,11 @@ generation params, raw results and option scores, and small readers of the store
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from PIL import Image
 
 from bot.lifecycle import load_model_service
 from bot.settings import Settings
@@ -68,16 +71,12 @@ def images_of(turn) -> list:
 
 
 def dominant_colour(image) -> str:
-    """"red", "green" or "blue": the strongest channel in the middle of a one-colour test image."""
+    """ "red", "green" or "blue": the strongest channel in the middle of a one-colour test image."""
     pixel = image.getpixel((image.width // 2, image.height // 2))
     return ("red", "green", "blue")[max(range(3), key=lambda channel: pixel[channel])]
 
 
 def stored_colour(stored_image) -> str:
     """The dominant colour of an image as the store keeps it."""
-    import io
-
-    from PIL import Image
-
     with Image.open(io.BytesIO(stored_image.data)) as opened:
         return dominant_colour(opened.convert("RGB"))

@@ -18,7 +18,11 @@ async def test_album_is_one_turn_with_all_images_in_order_and_the_caption_of_any
     application = await start_bot(model_service_factory=factory)
     chat, user = bot_api.private_chat(USER_ID), bot_api.user(USER_ID)
     sent = await bot_api.send_album(
-        chat, user, [image_bytes(colour) for colour in COLOURS], caption="Which is brightest?", caption_index=1
+        chat,
+        user,
+        [image_bytes(colour) for colour in COLOURS],
+        caption="Which is brightest?",
+        caption_index=1,
     )
 
     [answer] = await bot_api.wait_for_bot_message(chat)
