@@ -227,3 +227,13 @@ async def test_group_admin_and_bot_admin_can_switch_the_mode(bot_api, start_bot,
     by_bot_admin = await bot_api.press_button(group, bot_admin, menu, button_data(menu, "captioner"))
     assert await callback_answer(bot_api, by_bot_admin) == texts.MODE_SET.format(name="captioner")
     assert (await store.chat_settings(GROUP_ID))["mode"] == "captioner"
+
+
+async def test_mode_and_settings_are_registered_commands_and_explained_in_help(bot_api, start_bot):
+    await start_bot()
+    chat = bot_api.private_chat(ANN)
+    await bot_api.send_text(chat, bot_api.user(ANN), "/help")
+    [reply] = await bot_api.wait_for_bot_message(chat)
+
+    assert {"mode", "settings"} <= {command["command"] for command in bot_api.my_commands()}
+    assert "/mode" in reply.text and "/settings" in reply.text and "Regenerate" in reply.text
