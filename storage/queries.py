@@ -121,10 +121,12 @@ async def link_turn_messages(
 
 
 async def image_row(
-    session: AsyncSession, image: NormalisedImage, file_unique_id: str | None
+    session: AsyncSession, image: NormalisedImage, file_unique_id: str | None, given_sha256: str
 ) -> Image:
-    """The stored row for these normalised bytes, inserted if the content is new."""
-    row = await session.scalar(select(Image).where(Image.sha256 == image.sha256))
+    """The stored row for these normalised bytes, inserted if the content is new. `given_sha256` (the
+    hash of the bytes as the caller gave them) finds a stored image handed back to us again: JPEG
+    re-encoding is not idempotent, so its normalised bytes would otherwise hash differently."""
+    row = await session.scalar(select(Image).where(Image.sha256.in_((given_sha256, image.sha256))))
     if row is None:
         row = Image(
             sha256=image.sha256,

@@ -9,6 +9,7 @@ or image at once) are retried, so callers never see those races.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -173,7 +174,9 @@ class Store:
                 session, conversation_id, role="user", status=TurnStatus.COMPLETE, text=text
             )
             for index, (given, image) in enumerate(zip(images, normalised)):
-                row = await image_row(session, image, given.file_unique_id)
+                row = await image_row(
+                    session, image, given.file_unique_id, hashlib.sha256(given.data).hexdigest()
+                )
                 turn.image_links.append(TurnImage(position=index, image=row))
             await session.flush()
             await link_turn_messages(session, turn, conversation.chat_id, message_ids)

@@ -173,3 +173,18 @@ async def test_rejected_image_writes_no_turn(store, solid_png):
 
     assert await store.history(conversation.id) == []
     assert (await store.stats()).images == 0
+
+
+async def test_a_stored_image_handed_back_again_is_reused_not_copied(store, rows, quadrant_picture, picture_bytes):
+    """Replying to an old photo reuses the stored bytes; re-encoding them must not make a second row."""
+    conversation = await store.active_conversation(1, 1)
+    photo = picture_bytes(quadrant_picture(), "PNG")
+    first = await store.add_user_turn(conversation.id, "x", [ImageInput(photo, file_unique_id="AgAD-q")])
+    stored = await store.image_for_file("AgAD-q")
+    assert normalise_image(stored.data).sha256 != stored.sha256  # JPEG re-encoding is not idempotent
+
+    again = await store.add_user_turn(conversation.id, "y", [ImageInput(stored.data, file_unique_id="AgAD-q")])
+
+    assert again.images[0].id == first.images[0].id
+    async with rows() as session:
+        assert await session.scalar(select(func.count()).select_from(ImageRow)) == 1
