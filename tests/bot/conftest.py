@@ -157,13 +157,16 @@ class RecordingModelService(ModelService):
             await events.aclose()
 
 
-def recording_factory(delay_s: float = 0.0) -> tuple[Callable, list[RecordingModelService]]:
-    """A model_service_factory that builds RecordingModelServices over the real tiny checkpoint."""
+def recording_factory(
+    delay_s: float = 0.0, service_class: type[RecordingModelService] | None = None
+) -> tuple[Callable, list[Any]]:
+    """A model_service_factory that builds RecordingModelServices (or `service_class`, a subclass)
+    over the real tiny checkpoint."""
     made: list[RecordingModelService] = []
 
     async def factory(settings: Settings) -> RecordingModelService:
         plain = await load_model_service(settings)
-        service = RecordingModelService(
+        service = (service_class or RecordingModelService)(
             plain.loaded,
             max_batch_size=settings.max_batch_size,
             max_images=settings.max_images_in_prompt,

@@ -10,10 +10,8 @@ from typing import Any
 
 from PIL import Image
 
-from bot.lifecycle import load_model_service
-from bot.settings import Settings
 from model.types import Conversation, GenerationParams, GenerationResult, ImagePart
-from tests.bot.conftest import RecordingModelService, answers_settled, runtime
+from tests.bot.conftest import RecordingModelService, answers_settled, recording_factory, runtime
 
 BOT = "@idefics_test_bot"
 
@@ -42,20 +40,7 @@ class TaskRecordingService(RecordingModelService):
 
 
 def task_factory(delay_s: float = 0.0) -> tuple[Callable, list[TaskRecordingService]]:
-    made: list[TaskRecordingService] = []
-
-    async def factory(settings: Settings) -> TaskRecordingService:
-        plain = await load_model_service(settings)
-        service = TaskRecordingService(
-            plain.loaded,
-            max_batch_size=settings.max_batch_size,
-            max_images=settings.max_images_in_prompt,
-            delay_s=delay_s,
-        )
-        made.append(service)
-        return service
-
-    return factory, made
+    return recording_factory(delay_s, TaskRecordingService)
 
 
 async def history(application, chat_id: int, user_id: int):
