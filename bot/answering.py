@@ -24,7 +24,7 @@ from bot.errors import ImageDownloadFailed, ImageTooLarge
 from bot.prompting import build_conversation
 from bot.rendering import AnswerRenderer
 from bot.runtime import BotRuntime
-from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
+from model.errors import ModelError, PromptTooLong, ServiceStopped
 from model.types import Conversation, FinishReason, GenerationParams, GenerationResult, Preamble, TextDelta
 from storage.errors import ImageRejected
 from storage.types import ChatInfo, ImageInput, TurnStatus, UserInfo
@@ -221,7 +221,7 @@ async def _stream_into(
         await _show_failure(outcome, renderer, texts.PROMPT_TOO_LONG)
     except ServiceStopped:
         await _show_failure(outcome, renderer, texts.NOT_READY)
-    except GenerationFailed as error:
+    except ModelError as error:  # GenerationFailed, or a prompt the builder could not make safe
         log.warning("generation failed: %s", error)
         await _show_failure(outcome, renderer, texts.GENERATION_FAILED)
     else:

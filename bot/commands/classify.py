@@ -21,7 +21,7 @@ from bot.labels import MAX_LABELS, LabelListError, parse_labels
 from bot.prompting import build_conversation
 from bot.runtime import BotRuntime
 from bot.tasks import TaskCall, command_handler, reply_to_call
-from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
+from model.errors import ModelError, PromptTooLong, ServiceStopped
 from storage.types import TurnStatus
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ async def _score(runtime: BotRuntime, conversation, labels: Sequence[str]) -> tu
         return texts.PROMPT_TOO_LONG, TurnStatus.FAILED
     except ServiceStopped:
         return texts.NOT_READY, TurnStatus.FAILED
-    except GenerationFailed as error:
+    except ModelError as error:  # GenerationFailed, or a prompt the builder could not make safe
         log.warning("classification failed: %s", error)
         return texts.GENERATION_FAILED, TurnStatus.FAILED
     return result_text(ranking(labels, log_probs)), TurnStatus.COMPLETE
