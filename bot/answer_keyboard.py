@@ -17,12 +17,10 @@ REGENERATE_DATA = CALLBACK_PREFIX + "regenerate"
 NEW_CONVERSATION_DATA = CALLBACK_PREFIX + "new"
 
 
-def answer_keyboard() -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(texts.REGENERATE_BUTTON, callback_data=REGENERATE_DATA),
-                InlineKeyboardButton(texts.NEW_CONVERSATION_BUTTON, callback_data=NEW_CONVERSATION_DATA),
-            ]
-        ]
-    )
+def answer_keyboard(*, regenerate: bool = True) -> InlineKeyboardMarkup:
+    """Both buttons; `regenerate=False` for task answers (/caption, /story), which Regenerate would
+    rewrite as a plain answer: their instruction and sampling are not stored with the turn."""
+    buttons = [InlineKeyboardButton(texts.NEW_CONVERSATION_BUTTON, callback_data=NEW_CONVERSATION_DATA)]
+    if regenerate:
+        buttons.insert(0, InlineKeyboardButton(texts.REGENERATE_BUTTON, callback_data=REGENERATE_DATA))
+    return InlineKeyboardMarkup([buttons])

@@ -11,6 +11,7 @@ import re
 from telegram import Bot
 
 from bot import texts
+from bot.answer_keyboard import answer_keyboard
 from bot.answering import answer_message
 from bot.runtime import BotRuntime
 from bot.tasks import TaskCall, command_handler, reply_to_call
@@ -42,6 +43,7 @@ async def caption_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
         params=params,
         mode=CAPTION_MODE,
         shape_text=first_sentence,
+        final_reply_markup=answer_keyboard(regenerate=False),
     )
 
 

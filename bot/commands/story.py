@@ -10,6 +10,7 @@ from __future__ import annotations
 from telegram import Bot
 
 from bot import texts
+from bot.answer_keyboard import answer_keyboard
 from bot.answering import answer_message
 from bot.prompting import visible_turns
 from bot.runtime import BotRuntime
@@ -42,7 +43,12 @@ async def story_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
         top_p=settings.story_top_p,
     )
     await answer_message(
-        runtime, bot, call.question(story_instruction(call.argument)), params=params, mode=STORY_MODE
+        runtime,
+        bot,
+        call.question(story_instruction(call.argument)),
+        params=params,
+        mode=STORY_MODE,
+        final_reply_markup=answer_keyboard(regenerate=False),
     )
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot import texts
 from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA
 from storage.types import TurnStatus
@@ -175,3 +177,16 @@ async def test_forged_answer_button_data_is_refused_without_a_crash(bot_api, sta
 
     assert await callback_answer(bot_api, forged) == texts.BUTTON_EXPIRED
     assert len(await history_of(application, ANN, ANN)) == 2
+
+
+@pytest.mark.parametrize("task", ["/caption", "/story"])
+async def test_task_answers_offer_a_new_conversation_but_not_a_plain_regenerate(bot_api, start_bot, task):
+    """Regenerate would rewrite a caption or story as a plain answer, so those answers don't offer it."""
+    await start_bot()
+    chat, ann = bot_api.private_chat(ANN), bot_api.user(ANN)
+    await bot_api.send_photo(chat, ann, image_bytes("teal"), caption=task)
+    [answer] = await bot_api.wait_for_bot_message(chat)
+    await bot_api.wait_for(lambda: answer.buttons)
+    await bot_api.wait_quiet()
+
+    assert answer.buttons == [(texts.NEW_CONVERSATION_BUTTON, NEW_CONVERSATION_DATA)]
