@@ -25,9 +25,21 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "idefics_read_only"
 
 
+# People paste the URLs they know; the engine is async, so the plain dialects get their async driver.
+ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+
+
+def with_async_driver(database_url: str) -> URL:
+    """The URL, with an async driver where it names only a dialect (`sqlite:///x`, `postgresql://…`)."""
+    url = make_url(database_url)
+    if url.drivername in ASYNC_DRIVERS:
+        url = url.set(drivername=ASYNC_DRIVERS[url.drivername])
+    return url
+
+
 def create_engine(database_url: str = DEFAULT_DATABASE_URL) -> AsyncEngine:
     """An async engine for the URL; for a SQLite file, its folder is created if missing."""
-    url = make_url(database_url)
+    url = with_async_driver(database_url)
     if url.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True)
     _create_sqlite_parent_dir(url)
