@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from storage.database import with_async_driver
 from storage.store import Store
@@ -21,7 +22,7 @@ from storage.store import Store
 def test_plain_dialect_urls_get_an_async_driver(given, driver):
     url = with_async_driver(given)
     assert url.drivername == driver
-    assert url.database == given.rsplit("/", 1)[1]
+    assert url.database == make_url(given).database
 
 
 async def test_a_plain_sqlite_url_works_end_to_end_and_creates_its_folder(tmp_path):
