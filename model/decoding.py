@@ -125,7 +125,7 @@ def step(model, batch: RunningBatch) -> None:
 def _choose_and_route(rows: Sequence[DecodeRow], logits: torch.Tensor) -> torch.Tensor:
     """Each row picks its token with its own sampler; one device->host copy for the whole batch."""
     chosen = torch.cat([row.sampler.choose(logits[index]) for index, row in enumerate(rows)])
-    for row, token_id in zip(rows, chosen.tolist()):
+    for row, token_id in zip(rows, chosen.tolist(), strict=True):
         if not row.finished:
             row.take(token_id)
     return chosen.unsqueeze(1)
@@ -165,7 +165,7 @@ def _drop_shared_left_padding(batch: RunningBatch) -> None:
 def concatenate(running: RunningBatch, newcomers: RunningBatch) -> RunningBatch:
     """One batch holding `running`'s rows then `newcomers`' rows, aligned at the right edge."""
     length = max(running.cached_length, newcomers.cached_length)
-    for old, new in zip(running.cache.layers, newcomers.cache.layers):
+    for old, new in zip(running.cache.layers, newcomers.cache.layers, strict=True):
         old.keys = torch.cat([_left_pad(old.keys, length, -2), _left_pad(new.keys, length, -2)])
         old.values = torch.cat([_left_pad(old.values, length, -2), _left_pad(new.values, length, -2)])
     images = max(running.image_mask.shape[-1], newcomers.image_mask.shape[-1])

@@ -41,25 +41,13 @@ class GenerationRequest:
     shown_text: str = ""
     first_token_at: float | None = None
     enqueued_at: float = 0.0  # time.monotonic() when the service queued it
-
-    @property
-    def ignore_stop(self) -> bool:
-        return bool(getattr(self.params, "ignore_stop", False))
-
-    @property
-    def batch_key(self) -> tuple:
-        """Requests with equal keys can share one `generate` call."""
-        p = self.params
-        if not p.do_sample:
-            return ("greedy", p.repetition_penalty, self.ignore_stop)
-        # A seeded request runs alone: its random draws must not depend on who shares its batch.
-        seed_key = id(self) if p.seed is not None else None
-        return ("sample", p.temperature, p.top_p, p.repetition_penalty, seed_key, self.ignore_stop)
+    solo: bool = False  # being retried after a failure: runs with no other request beside it
 
     def cancel(self) -> None:
         self.cancelled = True
 
     def reset_for_run(self) -> None:
+        """A (re)start from the prompt: earlier attempts never showed text, so only timing resets."""
         self.first_token_at = None
 
     # --- RowSink, called on the worker thread ---

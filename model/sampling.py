@@ -45,7 +45,7 @@ class RowSampler:
             self._generator = torch.Generator(device=device).manual_seed(params.seed)
 
     def choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """The next token (a 1-element tensor, left on the logits' device) from this row's `(vocab,)` logits."""
+        """The next token (a 1-element tensor on the logits' device) from this row's `(vocab,)` logits."""
         scores = logits.unsqueeze(0).float()
         scores = self._processors(self._history(scores.device), scores)
         if not self.do_sample:

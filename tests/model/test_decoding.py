@@ -91,7 +91,7 @@ def _start(loaded, prompts, max_new_tokens) -> RunningBatch:
     counts = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
     rows = [
         new_row(loaded, GenerationParams(max_new_tokens=n, ignore_stop=True), Sink(), p.input_ids)
-        for p, n in zip(prompts, counts)
+        for p, n in zip(prompts, counts, strict=True)
     ]
     return prefill(loaded.model, rows, _collate(loaded, prompts), loaded.device)
 

@@ -17,6 +17,7 @@ from model.errors import GenerationFailed, PromptTooLong, ServiceStopped
 from model.loaded import END_OF_UTTERANCE, LoadOptions
 from model.loading import load_model
 from model.prompt import PromptBuilder
+from model.sampling import RowSampler
 from model.service import ModelService
 from model.stopping import NEW_USER_TURN
 from model.types import (
@@ -207,14 +208,14 @@ async def test_one_broken_image_fails_only_its_own_request(service) -> None:
 async def test_a_failing_batch_is_retried_one_request_at_a_time(service, tiny_loaded, monkeypatch) -> None:
     prompts = [_ask("One"), _ask("Two", _colour((9, 9, 9))), _ask("Three")]
     expected = [(await _collect(service, c))[1].text for c in prompts]
-    real_generate = tiny_loaded.model.generate
+    real_forward = tiny_loaded.model.forward
 
-    def generate_failing_on_batches(**kwargs):
+    def forward_failing_on_batches(**kwargs):
         if kwargs["input_ids"].shape[0] > 1:
             raise RuntimeError("simulated kernel failure on a batch")
-        return real_generate(**kwargs)
+        return real_forward(**kwargs)
 
-    monkeypatch.setattr(tiny_loaded.model, "generate", generate_failing_on_batches)
+    monkeypatch.setattr(tiny_loaded.model, "forward", forward_failing_on_batches)
     outcomes = await asyncio.gather(*(_collect(service, c) for c in prompts))
     assert [result.text for _, result in outcomes] == expected
     assert service.stats.retries >= 1 and service.stats.largest_batch == 3
@@ -223,19 +224,22 @@ async def test_a_failing_batch_is_retried_one_request_at_a_time(service, tiny_lo
 async def test_out_of_memory_retries_with_smaller_batches(service, tiny_loaded, monkeypatch) -> None:
     prompts = [_ask(f"Question number {n}") for n in range(4)]
     expected = [(await _collect(service, c))[1].text for c in prompts]
-    real_generate = tiny_loaded.model.generate
-    seen_sizes: list[int] = []
+    real_forward = tiny_loaded.model.forward
+    prefill_sizes: list[int] = []
+    step_sizes: set[int] = set()
 
-    def generate_with_little_memory(**kwargs):
-        seen_sizes.append(kwargs["input_ids"].shape[0])
-        if kwargs["input_ids"].shape[0] > 2:
+    def forward_with_little_memory(**kwargs):
+        rows, length = kwargs["input_ids"].shape
+        (prefill_sizes.append(rows) if length > 1 else step_sizes.add(rows))
+        if rows > 2:
             raise torch.cuda.OutOfMemoryError("simulated: CUDA out of memory")
-        return real_generate(**kwargs)
+        return real_forward(**kwargs)
 
-    monkeypatch.setattr(tiny_loaded.model, "generate", generate_with_little_memory)
+    monkeypatch.setattr(tiny_loaded.model, "forward", forward_with_little_memory)
     outcomes = await asyncio.gather(*(_collect(service, c) for c in prompts))
     assert [result.text for _, result in outcomes] == expected
-    assert seen_sizes == [4, 2, 2]
+    assert prefill_sizes == [4, 2, 2]
+    assert step_sizes and max(step_sizes) <= 2  # the lowered limit also kept the running batch small
 
 
 async def test_seeded_sampling_is_reproducible(service) -> None:
@@ -335,10 +339,10 @@ async def test_image_tokens_are_never_generated_even_when_the_model_wants_them(t
     loaded = _load(make_chain_checkpoint(tmp_path / "image-loving", [":", "<image>"]))
     banned = set(loaded.image_token_ids)
     outputs: list[torch.Tensor] = []
-    real_generate = loaded.model.generate
+    real_choose = RowSampler.choose
 
-    def recording_generate(**kwargs):
-        outputs.append(real_generate(**kwargs)[:, kwargs["input_ids"].shape[1] :])
+    def recording_choose(self, logits):
+        outputs.append(real_choose(self, logits))
         return outputs[-1]
 
     unbanned = {"max_new_tokens": 4, "do_sample": False, "pad_token_id": loaded.eos_token_id}
@@ -354,11 +358,11 @@ async def test_image_tokens_are_never_generated_even_when_the_model_wants_them(t
         )
         plain = loaded.model.generate(**inputs.model_inputs("cpu"), **unbanned)
         assert plain[0, -4:].tolist()[0] in banned  # left alone, the model writes an image token
-        monkeypatch.setattr(loaded.model, "generate", recording_generate)
+        monkeypatch.setattr(RowSampler, "choose", recording_choose)
         _, result = await _collect(service, _ask("Show me"), GenerationParams(max_new_tokens=4))
     finally:
         await service.stop()
-    assert outputs and not banned & set(outputs[0].flatten().tolist())
+    assert outputs and not banned & set(torch.cat(outputs).tolist())
     assert result.completion_tokens >= 1
 
 

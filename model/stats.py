@@ -1,0 +1,64 @@
+"""Counters the model worker keeps for logs, an admin command and tests, safe to read from any thread."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+
+from model.types import GenerationResult
+
+
+@dataclass
+class ServiceStats:
+    """Counters for logs and an admin command; a copy is handed out, never the live object."""
+
+    finished: collections.Counter = field(default_factory=collections.Counter)  # FinishReason -> count
+    batches: int = 0  # batches built from newly arrived requests (one prefill each)
+    largest_batch: int = 0  # most rows decoded together, newcomers included
+    completion_tokens: int = 0
+    retries: int = 0
+    image_cache_hits: int = 0
+    image_cache_misses: int = 0
+    steps: int = 0  # decode steps (one forward pass each) over the running batch
+    running_rows: int = 0  # rows in the running batch now (finished and cancelled rows leave it)
+
+
+class StatsRecorder:
+    """The live `ServiceStats` behind a lock; the worker writes, anyone takes a `snapshot()`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats = ServiceStats()
+
+    def snapshot(self) -> ServiceStats:
+        with self._lock:
+            return dataclasses.replace(self._stats, finished=collections.Counter(self._stats.finished))
+
+    def finished(self, result: GenerationResult) -> None:
+        with self._lock:
+            self._stats.finished[result.finish_reason] += 1
+            self._stats.completion_tokens += result.completion_tokens
+
+    def batch_built(self, rows_after_joining: int) -> None:
+        with self._lock:
+            self._stats.batches += 1
+            self._stats.largest_batch = max(self._stats.largest_batch, rows_after_joining)
+
+    def running(self, rows: int) -> None:
+        with self._lock:
+            self._stats.running_rows = rows
+
+    def stepped(self) -> None:
+        with self._lock:
+            self._stats.steps += 1
+
+    def retried(self) -> None:
+        with self._lock:
+            self._stats.retries += 1
+
+    def image_cache(self, hits: int, misses: int) -> None:
+        with self._lock:
+            self._stats.image_cache_hits = hits
+            self._stats.image_cache_misses = misses

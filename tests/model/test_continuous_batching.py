@@ -1,0 +1,108 @@
+"""Continuous batching through the real ModelService: newcomers join a running batch, finished rows leave."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from PIL import Image
+
+from model.loaded import LoadOptions
+from model.loading import load_model
+from model.service import ModelService
+from model.types import Conversation, GenerationParams, GenerationResult, ImagePart, TextDelta, TextPart, Turn
+
+LONG = GenerationParams(max_new_tokens=1500, ignore_stop=True)
+SHORT = GenerationParams(max_new_tokens=12)
+
+
+def _ask(text: str, rgb: tuple[int, int, int] | None = None) -> Conversation:
+    parts = (TextPart(text),) if rgb is None else (ImagePart(Image.new("RGB", (40, 32), rgb)), TextPart(text))
+    return Conversation(turns=(Turn(role="user", parts=parts),))
+
+
+async def _result(
+    service: ModelService, conversation: Conversation, params: GenerationParams
+) -> GenerationResult:
+    async for event in service.stream(conversation, params):
+        if isinstance(event, GenerationResult):
+            return event
+    raise AssertionError("no result")
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoint):
+    return load_model(LoadOptions(model_id=str(tiny_checkpoint), dtype="float32", device_map=None))
+
+
+@pytest.fixture
+async def service(loaded):
+    service = ModelService(loaded, max_batch_size=8, batch_window_s=0.05)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def _wait_for_steps(service: ModelService, count: int) -> None:
+    target = service.stats.steps + count
+    while service.stats.steps < target:
+        await asyncio.sleep(0.005)
+
+
+async def test_a_request_sent_mid_way_through_a_long_answer_starts_and_ends_before_it(service) -> None:
+    newcomer = _ask("What colour is this?", (200, 40, 40))
+    alone = await _result(service, newcomer, SHORT)
+    long_deltas: list[str] = []
+    long_started = asyncio.Event()
+
+    async def long_answer() -> None:
+        async for event in service.stream(_ask("Write a very long story", (10, 10, 200)), LONG):
+            if isinstance(event, TextDelta):
+                long_deltas.append(event.text)
+                long_started.set()
+
+    long_task = asyncio.create_task(long_answer())
+    await asyncio.wait_for(long_started.wait(), timeout=60)
+    await _wait_for_steps(service, 20)
+    joined = await asyncio.wait_for(_result(service, newcomer, SHORT), timeout=60)
+    assert not long_task.done()  # the long answer is still being written
+    assert service.stats.largest_batch == 2  # the newcomer joined the running batch
+    assert joined.text == alone.text and joined.completion_tokens == alone.completion_tokens
+    assert joined.time_to_first_token_s is not None and joined.time_to_first_token_s < 5
+    await _wait_for_steps(service, 2)
+    assert service.stats.running_rows == 1  # the finished newcomer left the batch
+    long_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await long_task
+
+
+async def test_finished_rows_leave_the_batch_as_soon_as_they_finish(service) -> None:
+    async def run(max_new_tokens: int) -> GenerationResult:
+        params = GenerationParams(max_new_tokens, ignore_stop=True)
+        return await _result(service, _ask(f"Request of {max_new_tokens}"), params)
+
+    short_task = asyncio.create_task(run(3))
+    long_task = asyncio.create_task(run(200))
+    short = await short_task
+    assert short.completion_tokens == 3 and not long_task.done()
+    await _wait_for_steps(service, 2)
+    assert service.stats.running_rows == 1
+    long = await long_task
+    assert long.completion_tokens == 200
+    assert service.stats.largest_batch == 2 and service.stats.running_rows == 0
+
+
+async def test_seeded_sampling_gives_the_same_text_alone_and_in_a_shared_batch(service) -> None:
+    seeded = GenerationParams(max_new_tokens=20, do_sample=True, temperature=1.0, top_p=1.0, seed=11)
+    conversation = _ask("Tell me something", (30, 60, 90))
+    alone = (await _result(service, conversation, seeded)).text
+    company = [_ask("Another question"), _ask("A third", (1, 2, 3))]
+    shared = await asyncio.gather(
+        _result(service, conversation, seeded),
+        *(
+            _result(service, c, GenerationParams(max_new_tokens=30, do_sample=True, temperature=1.0))
+            for c in company
+        ),
+    )
+    assert service.stats.largest_batch == 3
+    assert shared[0].text == alone
