@@ -3,7 +3,9 @@
 Measures, through the real `ModelService` (queue, worker thread, streaming, stopping):
 - one request alone: tokens/s and time to first token;
 - N different requests (different images and texts) sent at once, so the service batches them,
-  against the same N requests sent one after another; the ratio is the batching speed-up.
+  against the same N requests sent one after another; the ratio is the batching speed-up;
+- a newcomer: one short request sent once N-1 long ones are being answered together, and how long it
+  waits for its first token (with continuous batching it joins the running batch at the next step).
 Each is measured `--repeat` times and the best round counts, since other work shares the CPU.
 Every request generates exactly `--max-new-tokens` tokens (`GenerationParams.ignore_stop`), so both runs
 do the same work. Without `--checkpoint` it writes the "small" tiny checkpoint to a temporary directory.
@@ -98,6 +100,35 @@ async def one_round(service: ModelService, convs, params) -> tuple[Run, Run, Run
     return alone, sequential, batched
 
 
+@dataclass(frozen=True)
+class Newcomer:
+    """A short request sent while a long batch runs: its wait for a first token, and the batch's length."""
+
+    ttft_s: float
+    total_s: float
+    long_batch_s: float
+
+
+async def newcomer_during_long_batch(service: ModelService, convs, params) -> Newcomer:
+    """Start N-1 long requests together; once they stream, send the last one with 8 new tokens."""
+    streaming = asyncio.Event()
+
+    async def long_request(conversation: Conversation) -> None:
+        async for _ in service.stream(conversation, params):
+            streaming.set()
+
+    started = time.perf_counter()
+    long_batch = asyncio.gather(*(long_request(c) for c in convs[:-1]))
+    await streaming.wait()
+    short = await run_one(service, convs[-1], GenerationParams(max_new_tokens=8, ignore_stop=True))
+    await long_batch
+    figures = Newcomer(short.time_to_first_token_s, short.total_s, time.perf_counter() - started)
+    print(f"  newcomer during a batch of {len(convs) - 1} x {params.max_new_tokens} tokens "
+          f"({figures.long_batch_s:.2f} s): first token after {figures.ttft_s * 1000:.0f} ms, "
+          f"done after {figures.total_s * 1000:.0f} ms")  # fmt: skip
+    return figures
+
+
 async def measure(loaded: LoadedModel, args: argparse.Namespace) -> dict:
     """Warm up, then `args.repeat` rounds; each figure is the best round's (others share this CPU)."""
     params = GenerationParams(max_new_tokens=args.max_new_tokens, ignore_stop=True)
@@ -112,6 +143,7 @@ async def measure(loaded: LoadedModel, args: argparse.Namespace) -> dict:
         for number in range(1, args.repeat + 1):
             print(f"round {number}:")
             rounds.append(await one_round(service, convs, params))
+        newcomers = [await newcomer_during_long_batch(service, convs, params) for _ in range(args.repeat)]
         largest_batch = service.stats.largest_batch
     finally:
         await service.stop()
@@ -127,6 +159,8 @@ async def measure(loaded: LoadedModel, args: argparse.Namespace) -> dict:
         "batched_tokens_per_s": round(batched.rate, 2),
         "sequential_tokens_per_s": round(sequential.rate, 2),
         "speedup": round(batched.rate / sequential.rate, 2),
+        "newcomer_ttft_s": round(min(n.ttft_s for n in newcomers), 4),
+        "newcomer_long_batch_s": round(min(n.long_batch_s for n in newcomers), 3),
         "requests": args.requests,
         "max_new_tokens": args.max_new_tokens,
         "tokens_generated": {"single": single.tokens, "sequential": sequential.tokens, "batched": batched.tokens},

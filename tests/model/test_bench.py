@@ -15,4 +15,5 @@ def test_bench_prints_its_figures_as_a_last_line_of_json(tiny_checkpoint, capsys
     ratio = figures["batched_tokens_per_s"] / figures["sequential_tokens_per_s"]
     assert abs(figures["speedup"] - ratio) < 0.02
     assert figures["tokens_per_s"] > 0 and figures["ttft_s"] > 0
+    assert figures["newcomer_ttft_s"] > 0 and figures["newcomer_long_batch_s"] > 0
     assert figures["device"] == "cpu" and figures["checkpoint_params"] > 0 and figures["torch_threads"] >= 1
