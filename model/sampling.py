@@ -40,9 +40,8 @@ class RowSampler:
         self._ids = list(prompt_ids)
         self._needs_history = params.repetition_penalty != 1.0
         self._processors = _processors(params, banned_token_ids, stop_token_ids, device)
+        self._seed = params.seed if params.do_sample else None
         self._generator: torch.Generator | None = None
-        if params.do_sample and params.seed is not None:
-            self._generator = torch.Generator(device=device).manual_seed(params.seed)
 
     def choose(self, logits: torch.Tensor) -> torch.Tensor:
         """The next token (a 1-element tensor on the logits' device) from this row's `(vocab,)` logits."""
@@ -51,6 +50,8 @@ class RowSampler:
         if not self.do_sample:
             return scores.argmax(dim=-1)
         probs = torch.softmax(scores, dim=-1)
+        if self._seed is not None and self._generator is None:  # made where the logits live (any GPU)
+            self._generator = torch.Generator(device=probs.device).manual_seed(self._seed)
         return torch.multinomial(probs, num_samples=1, generator=self._generator).squeeze(1)
 
     def accept(self, token_id: int) -> None:

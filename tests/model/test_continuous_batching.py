@@ -5,12 +5,23 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from chain_checkpoint import make_chain_checkpoint
 from PIL import Image
 
+from model.errors import GenerationFailed
 from model.loaded import LoadOptions
 from model.loading import load_model
 from model.service import ModelService
-from model.types import Conversation, GenerationParams, GenerationResult, ImagePart, TextDelta, TextPart, Turn
+from model.types import (
+    Conversation,
+    FinishReason,
+    GenerationParams,
+    GenerationResult,
+    ImagePart,
+    TextDelta,
+    TextPart,
+    Turn,
+)
 
 LONG = GenerationParams(max_new_tokens=1500, ignore_stop=True)
 SHORT = GenerationParams(max_new_tokens=12)
@@ -113,3 +124,85 @@ async def test_seeded_sampling_gives_the_same_text_alone_and_in_a_shared_batch(s
     )
     assert service.stats.largest_batch == 3
     assert shared[0].text == alone
+
+
+async def test_a_newcomer_whose_prefill_fails_fails_alone_and_the_running_answer_goes_on(
+    service, loaded, monkeypatch
+) -> None:
+    params = GenerationParams(max_new_tokens=150, ignore_stop=True)
+    running = _ask("Keep talking", (90, 20, 20))
+    alone = await _result(service, running, params)
+    real_forward = loaded.model.forward
+
+    def forward_failing_on_prompts(**kwargs):
+        if kwargs["input_ids"].shape[1] > 1:
+            raise RuntimeError("simulated failure while reading a prompt")
+        return real_forward(**kwargs)
+
+    task = asyncio.create_task(_result(service, running, params))
+    await _wait_for_steps(service, 10)
+    monkeypatch.setattr(loaded.model, "forward", forward_failing_on_prompts)
+    with pytest.raises(GenerationFailed):
+        await _result(service, _ask("I will fail"), SHORT)
+    survivor = await asyncio.wait_for(task, timeout=60)
+    assert survivor.text == alone.text and survivor.completion_tokens == 150
+    assert service.stats.finished[FinishReason.ERROR] == 1
+
+
+async def test_a_failing_step_retries_requests_that_showed_nothing_and_fails_the_others(
+    tmp_path, monkeypatch
+) -> None:
+    # This checkpoint answers "\n", "U", "p", " the", " the", ...: "\nU" could still become "\nUser:",
+    # so a newcomer shows nothing until its third token, while a long answer has long shown text.
+    checkpoint = make_chain_checkpoint(tmp_path / "held-back", [":", "\n", "U", "p", " the", " the"])
+    loaded = load_model(LoadOptions(model_id=str(checkpoint), dtype="float32", device_map=None))
+    service = ModelService(loaded, max_batch_size=8, batch_window_s=0.05)
+    await service.start()
+    try:
+        alone = await _result(service, _ask("Question"), SHORT)
+        failing = _failing_once_after_a_newcomer_joins(loaded.model.forward)
+        monkeypatch.setattr(loaded.model, "forward", failing)
+        long_params = GenerationParams(300, ignore_stop=True)
+        long_task = asyncio.create_task(_outcome(service, _ask("Long"), long_params))
+        await _wait_for_steps(service, 10)
+        newcomers = await asyncio.gather(*(_outcome(service, _ask(f"Question {n}"), SHORT) for n in range(3)))
+        long_deltas, long_outcome = await long_task
+    finally:
+        await service.stop()
+    assert alone.text.startswith("Up the")
+    assert isinstance(long_outcome, GenerationFailed) and long_deltas  # it had shown text: not retried
+    for deltas, outcome in newcomers:
+        assert isinstance(outcome, GenerationResult)
+        assert outcome.text == alone.text and "".join(deltas) == outcome.text  # retried, nothing repeated
+    assert service.stats.retries == 1
+
+
+def _failing_once_after_a_newcomer_joins(real_forward):
+    """A forward that raises once: at the first step after a prefill that joined a running batch."""
+    state = {"steps": 0, "armed": False, "failed": False}
+
+    def forward(**kwargs):
+        if kwargs["input_ids"].shape[1] == 1:
+            state["steps"] += 1
+            if state["armed"] and not state["failed"]:
+                state["failed"] = True
+                raise RuntimeError("simulated kernel failure in a step")
+        elif state["steps"] > 0:
+            state["armed"] = True
+        return real_forward(**kwargs)
+
+    return forward
+
+
+async def _outcome(service: ModelService, conversation: Conversation, params: GenerationParams):
+    """The deltas a reader saw, then the result or the error that ended the stream."""
+    deltas: list[str] = []
+    try:
+        async for event in service.stream(conversation, params):
+            if isinstance(event, TextDelta):
+                deltas.append(event.text)
+            else:
+                return deltas, event
+    except GenerationFailed as exc:
+        return deltas, exc
+    raise AssertionError("no result")
