@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import torch
 from chain_checkpoint import make_chain_checkpoint
 from PIL import Image
 
@@ -149,13 +150,19 @@ async def test_a_newcomer_whose_prefill_fails_fails_alone_and_the_running_answer
     assert service.stats.finished[FinishReason.ERROR] == 1
 
 
+@pytest.fixture(scope="module")
+def held_back(tmp_path_factory):
+    """A model that answers "\n", "U", "p", " the", " the", ...: as "\nU" could still become "\nUser:",
+    a request shows no text until its third token (so a failure right after its prefill may retry it)."""
+    directory = tmp_path_factory.mktemp("held-back")
+    checkpoint = make_chain_checkpoint(directory, [":", "\n", "U", "p", " the", " the"])
+    return load_model(LoadOptions(model_id=str(checkpoint), dtype="float32", device_map=None))
+
+
 async def test_a_failing_step_retries_requests_that_showed_nothing_and_fails_the_others(
-    tmp_path, monkeypatch
+    held_back, monkeypatch
 ) -> None:
-    # This checkpoint answers "\n", "U", "p", " the", " the", ...: "\nU" could still become "\nUser:",
-    # so a newcomer shows nothing until its third token, while a long answer has long shown text.
-    checkpoint = make_chain_checkpoint(tmp_path / "held-back", [":", "\n", "U", "p", " the", " the"])
-    loaded = load_model(LoadOptions(model_id=str(checkpoint), dtype="float32", device_map=None))
+    loaded = held_back
     service = ModelService(loaded, max_batch_size=8, batch_window_s=0.05)
     await service.start()
     try:
@@ -206,3 +213,32 @@ async def _outcome(service: ModelService, conversation: Conversation, params: Ge
     except GenerationFailed as exc:
         return deltas, exc
     raise AssertionError("no result")
+
+
+async def test_out_of_memory_in_a_step_restarts_unshown_requests_in_smaller_batches(
+    held_back, monkeypatch
+) -> None:
+    service = ModelService(held_back, max_batch_size=8, batch_window_s=0.2)
+    await service.start()
+    real_forward = held_back.model.forward
+    step_sizes: list[int] = []
+
+    def forward_with_memory_for_two_rows(**kwargs):
+        rows, length = kwargs["input_ids"].shape
+        if length == 1:
+            step_sizes.append(rows)
+            if rows > 2:
+                raise torch.cuda.OutOfMemoryError("simulated: CUDA out of memory")
+        return real_forward(**kwargs)
+
+    try:
+        alone = await _result(service, _ask("Question"), SHORT)
+        monkeypatch.setattr(held_back.model, "forward", forward_with_memory_for_two_rows)
+        outcomes = await asyncio.gather(*(_outcome(service, _ask(f"Question {n}"), SHORT) for n in range(4)))
+    finally:
+        await service.stop()
+    for deltas, outcome in outcomes:
+        assert isinstance(outcome, GenerationResult)
+        assert outcome.text == alone.text and "".join(deltas) == outcome.text
+    assert step_sizes[0] == 4 and max(step_sizes[1:]) <= 2
+    assert service.stats.retries == 1
