@@ -102,8 +102,23 @@ class DecodeWorker:
             logger.warning("starting a batch of %d failed: %s", len(ready), exc, exc_info=True)
             self._recover(ready, exc, batch_size=len(ready))
         else:
-            self._batch = newcomers if self._batch is None else concatenate(self._batch, newcomers)
-            self._stats.running(len(self._batch))
+            self._join(newcomers)
+
+    def _join(self, newcomers: RunningBatch) -> None:
+        if self._batch is None:
+            self._batch = newcomers
+        else:
+            try:
+                self._batch = concatenate(self._batch, newcomers)
+            except Exception as exc:  # a half-joined cache is unusable: every row starts again or fails
+                logger.warning("joining %d rows to %d failed: %s", len(newcomers), len(self._batch), exc)
+                # `concatenate` may have moved the newcomers' rows over already: each request once.
+                requests = list(dict.fromkeys(row.sink for row in self._batch.rows + newcomers.rows))
+                self._batch = None
+                self._stats.running(0)
+                self._recover(requests, exc, batch_size=len(requests))
+                return
+        self._stats.running(len(self._batch))
 
     def _prepare(self, request: GenerationRequest) -> bool:
         if request.cancelled:
