@@ -242,3 +242,15 @@ async def test_out_of_memory_in_a_step_restarts_unshown_requests_in_smaller_batc
         assert outcome.text == alone.text and "".join(deltas) == outcome.text
     assert step_sizes[0] == 4 and max(step_sizes[1:]) <= 2
     assert service.stats.retries == 1
+
+
+async def test_a_cancelled_row_leaves_the_batch_within_a_step(service) -> None:
+    stream = service.stream(_ask("A long story"), LONG)
+    await stream.__anext__()
+    await _wait_for_steps(service, 5)
+    await stream.aclose()  # the reader goes away: the request is cancelled now
+    steps_at_cancel = service.stats.steps
+    await asyncio.wait_for(_wait_until_idle(service), timeout=5)
+    assert service.stats.steps - steps_at_cancel <= 1  # at most the step already under way
+    assert service.stats.finished[FinishReason.CANCELLED] == 1
+    assert service.stats.completion_tokens <= service.stats.steps + 1
