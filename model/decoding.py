@@ -131,6 +131,7 @@ def _choose_and_route(rows: Sequence[DecodeRow], logits: torch.Tensor) -> torch.
     return chosen.unsqueeze(1)
 
 
+@torch.inference_mode()
 def filter_rows(batch: RunningBatch, keep: Sequence[int]) -> RunningBatch | None:
     """Keep only the rows at `keep` (in that order); None when no row is left."""
     if not keep:
@@ -162,6 +163,7 @@ def _drop_shared_left_padding(batch: RunningBatch) -> None:
         layer.values = layer.values[..., first_used:, :]
 
 
+@torch.inference_mode()
 def concatenate(running: RunningBatch, newcomers: RunningBatch) -> RunningBatch:
     """One batch holding `running`'s rows then `newcomers`' rows, aligned at the right edge."""
     length = max(running.cached_length, newcomers.cached_length)
