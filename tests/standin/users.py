@@ -102,6 +102,12 @@ class UserActions:
                                   reply_to=reply_to, message_thread_id=message_thread_id)
             for index, image in enumerate(images)]
 
+    async def send_content(self: BotApiStandIn, chat: ChatHandle, user: UserHandle,
+                           content: dict[str, Any], *, reply_to: MessageRef | None = None,
+                           message_thread_id: int | None = None) -> dict[str, Any]:
+        """Any other message: `content` holds its fields (see media.py: stickers, voice, places…)."""
+        return self._from_user(chat, user, dict(content), reply_to, message_thread_id)
+
     async def edit_text(self: BotApiStandIn, chat: ChatHandle, user: UserHandle,
                         message: MessageRef, text: str) -> dict[str, Any]:
         """The user edits their text message; the bot gets an edited_message update."""
@@ -196,9 +202,10 @@ class UserActions:
         return False
 
     def _thumbnail(self: BotApiStandIn, data: bytes) -> dict[str, Any] | None:
-        try:
-            Image.open(io.BytesIO(data)).verify()
-        except (UnidentifiedImageError, OSError):
+        try:  # Telegram makes no thumbnail of what it cannot decode (damaged files, bombs)
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
             return None
         return self.files.add_photo(data)[0]
 
