@@ -14,6 +14,7 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import texts
 from bot.addressing import is_addressed_to_bot
+from bot.press_answers import answer_press
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def make_access_guard(settings: Settings):
                 "refused user %s in chat %s (not in the allow-lists)", user.id, chat.id if chat else None
             )
             if update.callback_query:
-                await update.callback_query.answer(texts.NOT_ALLOWED, show_alert=True)
+                await answer_press(update.callback_query, texts.NOT_ALLOWED, show_alert=True)
             elif update.effective_message:
                 await update.effective_message.reply_text(texts.NOT_ALLOWED)
         raise ApplicationHandlerStop

@@ -38,6 +38,14 @@ def is_addressed_to_bot(message: Message) -> bool:
     return mentions_bot(message, bot.username) or replies_to_bot(message, bot.id)
 
 
+def names_this_bot(message: Message) -> bool:
+    """True for a command written out for this bot: `/cmd@botname`."""
+    first_word = (message.text or "").split(maxsplit=1)[0] if message.text else ""
+    return first_word.startswith("/") and first_word.casefold().endswith(
+        f"@{message.get_bot().username}".casefold()
+    )
+
+
 def strip_mention(text: str, bot_username: str) -> str:
     """The text without `@botname` (any case), with the whitespace left behind tidied up."""
     without = re.sub(rf"@{re.escape(bot_username)}\b", " ", text, flags=re.IGNORECASE)
@@ -54,4 +62,14 @@ class _AddressedToBot(filters.MessageFilter):
         return is_addressed_to_bot(message)
 
 
+class _NamesThisBot(filters.MessageFilter):
+    """PTB filter form of `names_this_bot`."""
+
+    __slots__ = ()
+
+    def filter(self, message: Message) -> bool:
+        return names_this_bot(message)
+
+
 ADDRESSED_TO_BOT = _AddressedToBot(name="ADDRESSED_TO_BOT")
+NAMES_THIS_BOT = _NamesThisBot(name="NAMES_THIS_BOT")

@@ -23,6 +23,7 @@ from bot.commands.new import start_new_conversation
 from bot.commands.retry import regenerate_last_answer
 from bot.conversation_queue import ConversationKey
 from bot.messages import queue_for_conversation
+from bot.press_answers import answer_press
 from bot.prompting import USER_STATUSES_SHOWN
 from bot.runtime import BotRuntime, runtime_of
 from bot.telegram_info import chat_info, user_info
@@ -41,7 +42,7 @@ async def answer_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     elif query.data == REGENERATE_DATA:
         await _regenerate(update, context)
     else:
-        await query.answer(texts.BUTTON_EXPIRED, show_alert=True)
+        await answer_press(query, texts.BUTTON_EXPIRED, show_alert=True)
 
 
 async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -51,7 +52,7 @@ async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         update.callback_query.data,
         update.effective_user.id,
     )
-    await update.callback_query.answer(texts.BUTTON_EXPIRED, show_alert=True)
+    await answer_press(update.callback_query, texts.BUTTON_EXPIRED, show_alert=True)
 
 
 async def _new_conversation(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -65,7 +66,7 @@ async def _new_conversation(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         name="new",
         key=ConversationKey(chat.id, user.id),
     )
-    await query.answer(texts.NEW_CONVERSATION)
+    await answer_press(query, texts.NEW_CONVERSATION)
 
 
 async def _regenerate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -75,14 +76,14 @@ async def _regenerate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     answer = await store.turn_for_message(query.message.chat.id, query.message.message_id)
     conversation = await store.conversation(answer.conversation_id) if answer else None
     if answer is None or conversation is None or answer.role != "assistant":
-        await query.answer(texts.ANSWER_GONE, show_alert=True)
+        await answer_press(query, texts.ANSWER_GONE, show_alert=True)
         return
     if conversation.user_id != query.from_user.id:
-        await query.answer(texts.NOT_YOUR_ANSWER, show_alert=True)
+        await answer_press(query, texts.NOT_YOUR_ANSWER, show_alert=True)
         return
     history = await store.history(conversation.id)
     if conversation.closed_at is not None or not is_newest_answer(history, answer.id):
-        await query.answer(texts.ONLY_NEWEST_ANSWER, show_alert=True)
+        await answer_press(query, texts.ONLY_NEWEST_ANSWER, show_alert=True)
         return
     target = _regenerated_target(query, history, answer)
 
@@ -96,7 +97,7 @@ async def _regenerate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         name="regenerate",
         key=ConversationKey(conversation.chat_id, conversation.user_id),
     )
-    await query.answer(texts.REGENERATING)
+    await answer_press(query, texts.REGENERATING)
 
 
 async def _regenerate_if_still_newest(

@@ -21,10 +21,11 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot import texts
 from bot.access import make_access_guard
-from bot.addressing import ADDRESSED_TO_BOT
+from bot.addressing import ADDRESSED_TO_BOT, NAMES_THIS_BOT
 from bot.answer_buttons import answer_button, unknown_button
 from bot.answer_keyboard import CALLBACK_PATTERN as ANSWER_PATTERN
 from bot.commands.cancel import cancel_command
@@ -48,22 +49,18 @@ from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_ini
 from bot.logging_setup import install_token_redaction
 from bot.messages import on_image, on_other_document, on_text, on_unknown_command
 from bot.settings import Settings
+from bot.telegram_client import LenientBot
 
 log = logging.getLogger(__name__)
 
 # Concurrent updates let one person's long answer not hold up anyone else's; per-conversation order
 # is kept by bot.conversation_queue, not by PTB.
 CONCURRENT_UPDATES = 64
+CONNECTION_POOL_SIZE = 256  # what ApplicationBuilder gives a bot it builds itself
 RATE_LIMIT_RETRIES = 2
-# Files and media the model cannot read (image documents are routed to on_image before this is tried).
-NOT_AN_IMAGE = (
-    filters.Document.ALL
-    | filters.VIDEO
-    | filters.AUDIO
-    | filters.VOICE
-    | filters.VIDEO_NOTE
-    | filters.Sticker.ALL
-)
+# Anything attached that the model cannot read: files, video, voice, stickers, but also places,
+# contacts, polls and dice (photos and image documents are routed to on_image before this is tried).
+NOT_AN_IMAGE = filters.ATTACHMENT
 
 
 def build_application(
@@ -72,12 +69,17 @@ def build_application(
     """The bot's Application; its post_init loads the model and opens the store."""
     # Here, not only in the CLI: whoever builds the bot gets logs free of its token.
     install_token_redaction([settings.telegram_bot_token.get_secret_value()])
+    bot = LenientBot(
+        settings.telegram_bot_token.get_secret_value(),
+        base_url=settings.bot_api_base_url,
+        base_file_url=settings.bot_api_file_url,
+        request=HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE),
+        get_updates_request=HTTPXRequest(),
+        rate_limiter=AIORateLimiter(max_retries=RATE_LIMIT_RETRIES),
+    )
     application = (
         ApplicationBuilder()
-        .token(settings.telegram_bot_token.get_secret_value())
-        .base_url(settings.bot_api_base_url)
-        .base_file_url(settings.bot_api_file_url)
-        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .bot(bot)
         .concurrent_updates(CONCURRENT_UPDATES)
         .post_init(make_post_init(settings, model_service_factory or load_model_service))
         .post_stop(post_stop)
@@ -121,9 +123,9 @@ def add_handlers(application: Application, settings: Settings) -> None:
     application.add_handler(MessageHandler(addressed & images, on_image))
     application.add_handler(MessageHandler(addressed & NOT_AN_IMAGE, on_other_document))
     application.add_handler(MessageHandler(addressed & filters.TEXT & ~filters.COMMAND, on_text))
-    application.add_handler(
-        MessageHandler(new_messages & filters.COMMAND & filters.ChatType.PRIVATE, on_unknown_command)
-    )
+    # In groups only commands meant for this bot: a bare /cmd may belong to another bot there.
+    unknown_command = filters.COMMAND & (ADDRESSED_TO_BOT | NAMES_THIS_BOT)
+    application.add_handler(MessageHandler(new_messages & unknown_command, on_unknown_command))
     application.add_error_handler(on_error)
 
 
@@ -131,11 +133,14 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log every unhandled error with its traceback; tell the person only that something went wrong."""
     error = context.error
     where = f"update {update.update_id}" if isinstance(update, Update) else "a job"
+    if isinstance(error, Forbidden):  # blocked by the user, or removed from the group: nobody to tell
+        log.info("can't write to the chat of %s: %s", where, error)
+        return
     if isinstance(error, NetworkError):
         log.warning("network trouble while handling %s: %s", where, error)
     else:
         log.error("error while handling %s", where, exc_info=error)
-    if not isinstance(update, Update) or update.effective_chat is None or isinstance(error, Forbidden):
+    if not isinstance(update, Update) or update.effective_chat is None:
         return
     apology = texts.NOT_READY if isinstance(error, NotReady) else texts.UNEXPECTED_ERROR
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from telegram import Bot, Document, Message, PhotoSize
+from telegram import Bot, Document, File, Message, PhotoSize
 from telegram.error import TelegramError
 
 from bot.errors import ImageDownloadFailed, ImageTooLarge
@@ -49,7 +49,7 @@ async def download_image(bot: Bot, source: ImageSource, max_bytes: int) -> Image
     if source.file_size is not None and source.file_size > limit:
         raise ImageTooLarge(source.file_size, limit)
     try:
-        file = await bot.get_file(source.file_id)
+        file = _with_download_url(bot, await bot.get_file(source.file_id))
         if file.file_size is not None and file.file_size > limit:
             raise ImageTooLarge(file.file_size, limit)
         data = bytes(await file.download_as_bytearray())
@@ -59,6 +59,18 @@ async def download_image(bot: Bot, source: ImageSource, max_bytes: int) -> Image
     if len(data) > limit:
         raise ImageTooLarge(len(data), limit)
     return ImageInput(data=data, file_unique_id=source.file_unique_id)
+
+
+def _with_download_url(bot: Bot, file: File) -> File:
+    """Some Bot API servers give `file_path` as a whole URL; PTB puts its file URL in front of any
+    path, so such a file is downloaded from the URL the server gave."""
+    prefix = f"{bot.base_file_url}/"
+    given = (file.file_path or "").removeprefix(prefix)
+    if given == file.file_path or not given.startswith(("http://", "https://")):
+        return file
+    served = File(file.file_id, file.file_unique_id, file_size=file.file_size, file_path=given)
+    served.set_bot(bot)
+    return served
 
 
 async def fetch_image(bot: Bot, store: Store, source: ImageSource, max_bytes: int) -> ImageInput:

@@ -25,7 +25,7 @@ from bot.downloads import image_source
 from bot.messages import queue_for_conversation, reply_target
 from bot.runtime import BotRuntime, runtime_of
 from bot.tasks import Task, TaskCall, call_from_caption, parse_command
-from bot.telegram_info import chat_info, user_info
+from bot.telegram_info import chat_info, sender_info
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ async def answer_album(runtime: BotRuntime, bot: Bot, album: Album) -> None:
         return
     question = strip_mention(captioned.caption or "", bot.username) or texts.DEFAULT_IMAGE_INSTRUCTION
     incoming = IncomingMessage(
-        user=user_info(captioned.from_user),
+        user=sender_info(captioned),
         chat=chat_info(captioned.chat),
         text=question,
         message_id=captioned.message_id,

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from telegram import BotCommand
+from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
 from bot import texts
@@ -70,9 +71,7 @@ def make_post_init(settings: Settings, model_service_factory: ModelServiceFactor
                 settings=settings, store=store, model=model, modes=modes, default_preamble=default_preamble
             ),
         )
-        await application.bot.set_my_commands(
-            [BotCommand(name, description) for name, description in texts.COMMAND_DESCRIPTIONS.items()]
-        )
+        await register_commands(application)
         if settings.conversation_retention_days > 0 and application.job_queue is not None:
             application.job_queue.run_repeating(
                 purge_idle_conversations,
@@ -83,6 +82,15 @@ def make_post_init(settings: Settings, model_service_factory: ModelServiceFactor
         log.info("bot @%s is ready", application.bot.username)
 
     return post_init
+
+
+async def register_commands(application: Application) -> None:
+    """Offer the commands in Telegram's menu; a Bot API server that refuses only loses the menu."""
+    commands = [BotCommand(name, description) for name, description in texts.COMMAND_DESCRIPTIONS.items()]
+    try:
+        await application.bot.set_my_commands(commands)
+    except TelegramError as error:
+        log.warning("could not register the command menu (setMyCommands): %s", error)
 
 
 async def post_stop(application: Application) -> None:

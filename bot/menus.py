@@ -21,6 +21,7 @@ from telegram import (
 from telegram.error import BadRequest, TelegramError
 
 from bot import texts
+from bot.press_answers import answer_press
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ async def refuse_unless_allowed(query: CallbackQuery, bot: Bot, settings: Settin
     """Answer the press with a refusal and return True if the presser may not change the chat's choices."""
     if await may_change_chat_settings(bot, query.message.chat, query.from_user.id, settings):
         return False
-    await query.answer(texts.GROUP_ADMINS_ONLY, show_alert=True)
+    await answer_press(query, texts.GROUP_ADMINS_ONLY, show_alert=True)
     return True
 
 

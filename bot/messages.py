@@ -21,7 +21,7 @@ from bot.answering import IncomingMessage, ReplyTarget, answer_message
 from bot.conversation_queue import ConversationKey
 from bot.downloads import image_source
 from bot.runtime import runtime_of
-from bot.telegram_info import chat_info, conversation_key, is_private, user_info
+from bot.telegram_info import chat_info, conversation_key, is_private, sender_info
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def queue_for_conversation(
 
 def incoming_message(message: Message, text: str) -> IncomingMessage:
     return IncomingMessage(
-        user=user_info(message.from_user),
+        user=sender_info(message),
         chat=chat_info(message.chat),
         text=text,
         message_id=message.message_id,
@@ -110,10 +110,10 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def on_other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A file that is not an image: say what we can read."""
+    """A file, media, place, contact, poll… anything but an image: say what we can read."""
     await update.effective_message.reply_text(texts.ONLY_IMAGES)
 
 
 async def on_unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A command the bot does not have (private chats only): point to /help."""
+    """A command the bot does not have, sent to it (not to another bot in a group): point to /help."""
     await update.effective_message.reply_text(texts.UNKNOWN_COMMAND)

@@ -19,7 +19,7 @@ from bot.answering import IncomingMessage, ReplyTarget, reply_parameters
 from bot.downloads import ImageSource, image_source
 from bot.messages import queue_for_conversation, reply_target
 from bot.runtime import BotRuntime, runtime_of
-from bot.telegram_info import chat_info, is_private, user_info
+from bot.telegram_info import chat_info, is_private, sender_info
 
 # "/name", "/name@bot", then the argument (which may span lines and keep its commas).
 _COMMAND = re.compile(
@@ -52,7 +52,7 @@ class TaskCall:
     def question(self, text: str, *, answer_the_photo: bool = False) -> IncomingMessage:
         """The user turn this request becomes: its images and the instruction the model sees."""
         return IncomingMessage(
-            user=user_info(self.message.from_user),
+            user=sender_info(self.message),
             chat=chat_info(self.message.chat),
             text=text,
             message_id=self.message.message_id,

@@ -22,10 +22,21 @@ def chat_info(chat: Chat) -> ChatInfo:
     return ChatInfo(id=chat.id, type=chat.type, title=chat.title, username=chat.username)
 
 
+def sender_info(message: Message) -> UserInfo:
+    """Who sent the message. Messages sent on behalf of a chat (anonymous admins, channels) carry a
+    placeholder user on Telegram, but a Bot API server may leave `from` out: then the chat is the sender."""
+    if message.from_user is not None:
+        return user_info(message.from_user)
+    chat = message.sender_chat or message.chat
+    return UserInfo(
+        id=chat.id, first_name=chat.title or chat.first_name or "", last_name=None,
+        username=chat.username, language_code=None,
+    )
+
+
 def conversation_key(message: Message) -> ConversationKey:
     """Whose conversation this message belongs to (the sender's, in this chat)."""
-    sender = message.from_user
-    return ConversationKey(chat_id=message.chat_id, user_id=sender.id if sender else message.chat_id)
+    return ConversationKey(chat_id=message.chat_id, user_id=sender_info(message).id)
 
 
 def is_private(message: Message) -> bool:

@@ -8,7 +8,9 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot import texts
+from bot.press_answers import answer_press
 from bot.runtime import runtime_of
+from bot.telegram_info import sender_info
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def confirmation_keyboard(user_id: int) -> InlineKeyboardMarkup:
 async def forget_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Ask for confirmation before erasing anything."""
     message = update.effective_message
-    await message.reply_text(texts.FORGET_QUESTION, reply_markup=confirmation_keyboard(message.from_user.id))
+    await message.reply_text(texts.FORGET_QUESTION, reply_markup=confirmation_keyboard(sender_info(message).id))
 
 
 async def forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -42,9 +44,9 @@ async def forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     query = update.callback_query
     _, choice, owner = query.data.split(":")
     if query.from_user.id != int(owner):
-        await query.answer(texts.FORGET_NOT_YOURS, show_alert=True)
+        await answer_press(query, texts.FORGET_NOT_YOURS, show_alert=True)
         return
-    await query.answer()
+    await answer_press(query)
     if choice != "yes":
         await query.edit_message_text(texts.FORGET_KEPT)
         return

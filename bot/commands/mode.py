@@ -26,6 +26,7 @@ from bot.menus import (
     fits_callback_data,
     refuse_unless_allowed,
 )
+from bot.press_answers import answer_press
 from bot.runtime import BotRuntime, runtime_of
 from model.preamble import NO_PREAMBLE, load_modes
 from model.types import Preamble
@@ -87,10 +88,10 @@ async def mode_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     name = query.data.removeprefix(CALLBACK_PREFIX)
     modes = await reload_modes(runtime)
     if name != NO_PREAMBLE and name not in modes:
-        await query.answer(texts.MODE_GONE, show_alert=True)
+        await answer_press(query, texts.MODE_GONE, show_alert=True)
         return
     chat_id = query.message.chat.id
     await runtime.store.update_chat_settings(chat_id, **{MODE_KEY: name})
     log.info("chat %s switched to mode %r by user %s", chat_id, name, query.from_user.id)
-    await query.answer(texts.MODE_SET.format(name=name))
+    await answer_press(query, texts.MODE_SET.format(name=name))
     await edit_menu(query, *mode_menu(modes, name))

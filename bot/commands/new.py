@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 from bot import texts
 from bot.messages import queue_for_conversation
 from bot.runtime import BotRuntime, runtime_of
-from bot.telegram_info import chat_info, user_info
+from bot.telegram_info import chat_info, sender_info
 from storage.types import ChatInfo, UserInfo
 
 
@@ -19,7 +19,7 @@ async def new_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     """Start a fresh conversation, after any answer still being written for the old one."""
     message = update.effective_message
     runtime = runtime_of(context)
-    user, chat = user_info(message.from_user), chat_info(message.chat)
+    user, chat = sender_info(message), chat_info(message.chat)
 
     async def start_fresh() -> None:
         await start_new_conversation(runtime, user, chat)

@@ -14,6 +14,7 @@ from bot.answering import ReplyTarget, generate_answer
 from bot.messages import queue_for_conversation, reply_target
 from bot.prompting import visible_turns
 from bot.runtime import BotRuntime, runtime_of
+from bot.telegram_info import sender_info
 from storage.types import TurnStatus
 
 
@@ -23,7 +24,7 @@ async def retry_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     runtime = runtime_of(context)
 
     async def regenerate() -> None:
-        conversation = await runtime.store.active_conversation(message.chat_id, message.from_user.id)
+        conversation = await runtime.store.active_conversation(message.chat_id, sender_info(message).id)
         if not await regenerate_last_answer(runtime, context.bot, conversation.id, reply_target(message)):
             await message.reply_text(texts.NOTHING_TO_RETRY)
 

@@ -25,6 +25,7 @@ from bot.chat_preferences import (
     read_preferences,
 )
 from bot.menus import choice_button, edit_menu, refuse_unless_allowed
+from bot.press_answers import answer_press
 from bot.runtime import BotRuntime, runtime_of
 from bot.settings import Settings
 
@@ -80,7 +81,7 @@ async def settings_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     query = update.callback_query
     key, _, value = query.data.removeprefix(CALLBACK_PREFIX).partition(":")
     if value not in CHOICES.get(key, ()):
-        await query.answer(texts.BUTTON_EXPIRED, show_alert=True)
+        await answer_press(query, texts.BUTTON_EXPIRED, show_alert=True)
         return
     runtime = runtime_of(context)
     if await refuse_unless_allowed(query, context.bot, runtime.settings):
@@ -88,5 +89,5 @@ async def settings_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     chat_id = query.message.chat.id
     await runtime.store.update_chat_settings(chat_id, **{key: value})
     log.info("chat %s set %s to %r (user %s)", chat_id, key, value, query.from_user.id)
-    await query.answer(texts.SETTING_SAVED.format(label=LABELS[key][value]))
+    await answer_press(query, texts.SETTING_SAVED.format(label=LABELS[key][value]))
     await edit_menu(query, *await _current_menu(runtime, chat_id))

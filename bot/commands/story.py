@@ -15,6 +15,7 @@ from bot.answering import answer_message
 from bot.prompting import visible_turns
 from bot.runtime import BotRuntime
 from bot.tasks import TaskCall, command_handler, reply_to_call
+from bot.telegram_info import sender_info
 from model.types import GenerationParams
 
 STORY_MODE = "storyteller"
@@ -26,7 +27,7 @@ def story_instruction(theme: str) -> str:
 
 async def conversation_has_image(runtime: BotRuntime, call: TaskCall) -> bool:
     """Whether the asker's current conversation shows the model an image a story could be about."""
-    conversation = await runtime.store.active_conversation(call.message.chat_id, call.message.from_user.id)
+    conversation = await runtime.store.active_conversation(call.message.chat_id, sender_info(call.message).id)
     return any(turn.images for turn in visible_turns(await runtime.store.history(conversation.id)))
 
 

@@ -1,0 +1,52 @@
+"""The bot's Bot API client: PTB's ExtBot, made to survive Bot API servers that differ from Telegram's.
+
+Two things would otherwise stop the whole bot, not just one answer:
+
+- An update python-telegram-bot cannot read (a field this version requires that the server left out,
+  e.g. a poll written in an older API's shape) fails the whole getUpdates batch, and the updater
+  fetches the same batch again forever. Here such an update is replaced by an empty one with the
+  same `update_id`, so polling moves past it; a warning names what was skipped.
+- A server without deleteWebhook (which `run_polling` calls before polling starts) answers 404, which
+  PTB reports as a rejected token. The token was already proven good by getMe, so polling goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.error import EndPointNotFound, InvalidToken
+from telegram.ext import ExtBot
+
+log = logging.getLogger(__name__)
+
+
+class LenientBot(ExtBot):
+    """ExtBot that skips unreadable updates and tolerates a missing deleteWebhook (see module doc)."""
+
+    async def _post(self, endpoint: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        result = await super()._post(endpoint, data, **kwargs)
+        if endpoint == "getUpdates" and isinstance(result, list):
+            return [self._readable(raw) for raw in result]
+        return result
+
+    def _readable(self, raw: Any) -> Any:
+        """The update itself if PTB can read it, else an empty update that only moves polling on."""
+        try:
+            Update.de_json(raw, self)
+        except Exception as error:  # noqa: BLE001 - any parsing failure would stall polling for good
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+            kinds = sorted(set(raw) - {"update_id"}) if isinstance(raw, dict) else []
+            log.warning("skipped update %s (%s) that this bot cannot read: %r", update_id, kinds, error)
+            return {"update_id": update_id}
+        return raw
+
+    async def delete_webhook(self, *args: Any, **kwargs: Any) -> bool:
+        try:
+            return await super().delete_webhook(*args, **kwargs)
+        except (EndPointNotFound, InvalidToken) as error:  # getMe already accepted the token
+            if not self._bot_user:
+                raise
+            log.warning("the Bot API server has no deleteWebhook (%s); polling anyway", error)
+            return True
