@@ -43,6 +43,7 @@ from bot.commands.settings_menu import CALLBACK_PATTERN as SETTINGS_PATTERN
 from bot.commands.settings_menu import settings_button, settings_command
 from bot.commands.stats import stats_command
 from bot.commands.story import story_command
+from bot.downloads import IMAGE_DOCUMENT
 from bot.errors import NotReady
 from bot.intake import CAPTION_IS_TASK, IN_ALBUM, on_album_item, on_task_caption
 from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_init, post_shutdown, post_stop
@@ -115,7 +116,7 @@ def add_handlers(application: Application, settings: Settings) -> None:
     application.add_handler(CallbackQueryHandler(settings_button, pattern=SETTINGS_PATTERN))
     application.add_handler(CallbackQueryHandler(answer_button, pattern=ANSWER_PATTERN))
     application.add_handler(CallbackQueryHandler(unknown_button))  # stale or forged: never left spinning
-    images = filters.PHOTO | filters.Document.IMAGE
+    images = filters.PHOTO | IMAGE_DOCUMENT
     # Every album item is collected (only one carries the caption that may address the bot).
     application.add_handler(MessageHandler(new_messages & IN_ALBUM & images, on_album_item))
     application.add_handler(MessageHandler(new_messages & CAPTION_IS_TASK & images, on_task_caption))

@@ -2,15 +2,18 @@
 
 An image the store already holds (same Telegram `file_unique_id`) is taken from the store instead, so a
 reply to an old photo works even after Telegram stopped serving the file, and costs no download.
+A file is an image by its MIME type, or by its name when the type is missing or generic.
 """
 
 from __future__ import annotations
 
 import logging
+import mimetypes
 from dataclasses import dataclass
 
 from telegram import Bot, Document, File, Message, PhotoSize
 from telegram.error import TelegramError
+from telegram.ext import filters
 
 from bot.errors import ImageDownloadFailed, ImageTooLarge
 from storage.store import Store
@@ -19,6 +22,7 @@ from storage.types import ImageInput
 log = logging.getLogger(__name__)
 
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+UNTYPED = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,32 @@ def image_source(message: Message) -> ImageSource | None:
         )
         return ImageSource(largest.file_id, largest.file_unique_id, largest.file_size)
     document: Document | None = message.document
-    if document and (document.mime_type or "").startswith("image/"):
+    if document and is_image_document(document):
         return ImageSource(document.file_id, document.file_unique_id, document.file_size)
     return None
+
+
+def is_image_document(document: Document) -> bool:
+    """An image by its MIME type, or by its file name when the type is missing or only says "bytes"."""
+    mime_type = document.mime_type or ""
+    if mime_type.startswith("image/"):
+        return True
+    if mime_type not in ("", UNTYPED) or not document.file_name:
+        return False
+    guessed, _ = mimetypes.guess_type(document.file_name)
+    return (guessed or "").startswith("image/")
+
+
+class _ImageDocument(filters.MessageFilter):
+    """PTB filter form of `is_image_document`, for routing in `bot.app`."""
+
+    __slots__ = ()
+
+    def filter(self, message: Message) -> bool:
+        return message.document is not None and is_image_document(message.document)
+
+
+IMAGE_DOCUMENT = _ImageDocument(name="IMAGE_DOCUMENT")
 
 
 async def download_image(bot: Bot, source: ImageSource, max_bytes: int) -> ImageInput:

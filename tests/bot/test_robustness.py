@@ -249,3 +249,22 @@ async def test_two_members_asking_in_a_group_at_once_each_get_their_answer(bot_a
     answers = await bot_api.wait_for_bot_message(group, count=2, timeout=60)
     await answers_settled(application)
     assert sorted(a.reply_to_message_id for a in answers) == sorted(m["message_id"] for m in asked)
+
+
+@pytest.mark.parametrize("mime_type", [None, "application/octet-stream"])
+async def test_an_image_file_without_an_image_mime_type_is_read_by_its_name(bot_api, start_bot, mime_type):
+    application = await start_bot()
+    chat, user = bot_api.private_chat(USER_ID), bot_api.user(USER_ID)
+    sent = await bot_api.send_document(chat, user, square("red", "PNG"), "holiday.png", "image/png",
+                                       caption="what is this?")
+    if mime_type is None:
+        del sent["document"]["mime_type"]  # the field is optional in the Bot API
+    else:
+        sent["document"]["mime_type"] = mime_type  # the update is queued, not sent yet: amend it
+
+    [reply] = await bot_api.wait_for_bot_message(chat)
+    assert reply.text != texts.ONLY_IMAGES
+    await answers_settled(application)
+    store = runtime(application).store
+    [question, *_] = await store.history((await store.active_conversation(chat.id, USER_ID)).id)
+    assert len(question.images) == 1
