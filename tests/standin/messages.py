@@ -40,6 +40,9 @@ def writable_chat(server: BotApiStandIn, params: dict[str, Any]) -> ChatHandle:
     chat = resolve_chat(server, params)
     if chat.blocked:
         raise ApiError(403, "Forbidden: bot was blocked by the user")
+    if chat.migrated_to is not None:
+        raise ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                       migrate_to_chat_id=chat.migrated_to)
     return chat
 
 

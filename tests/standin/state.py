@@ -44,7 +44,8 @@ class ChatHandle:
 
     Set `blocked` on a private chat to answer the bot 403 "bot was blocked by the user". With
     `privacy_mode` a group delivers only what Telegram shows such bots: commands, replies to the
-    bot and messages mentioning it; without it (the default) the bot sees every message."""
+    bot and messages mentioning it; without it (the default) the bot sees every message. A basic
+    group upgraded to a supergroup has `migrated_to` set: writes to it are refused with that id."""
 
     id: int
     type: str
@@ -54,6 +55,7 @@ class ChatHandle:
     is_forum: bool = False
     blocked: bool = False
     privacy_mode: bool = False
+    migrated_to: int | None = None
     topics: dict[int, str] = field(default_factory=dict)
 
     def wire(self) -> dict[str, Any]:

@@ -44,6 +44,23 @@ class UserActions:
                           privacy_mode=privacy_mode)
         return self.chats.setdefault(chat.id, chat)
 
+    def basic_group(self: BotApiStandIn, chat_id: int, title: str = "Small group") -> ChatHandle:
+        """A basic group ("group"), the kind Telegram upgrades to a supergroup (see migrate)."""
+        return self.chats.setdefault(chat_id, ChatHandle(chat_id, "group", title=title))
+
+    def migrate(self: BotApiStandIn, group: ChatHandle, supergroup_id: int,
+                by: UserHandle) -> ChatHandle:
+        """Upgrades a basic group to a supergroup, with the service messages of both sides."""
+        supergroup = self.group_chat(supergroup_id, group.title or "Supergroup")
+        group.migrated_to = supergroup.id
+        for chat, field_name, other in ((group, "migrate_to_chat_id", supergroup.id),
+                                        (supergroup, "migrate_from_chat_id", group.id)):
+            message = self.new_message(chat, by)
+            message[field_name] = other
+            self.store.add(message)
+            self._deliver_to_bot(chat, "message", message)
+        return supergroup
+
     def create_topic(self: BotApiStandIn, chat: ChatHandle, name: str) -> int:
         """Opens a forum topic and returns its message_thread_id."""
         creator = UserHandle(1087968824, "Group", "GroupAnonymousBot", is_bot=True)

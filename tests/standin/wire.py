@@ -37,11 +37,13 @@ JSON_FIELDS = frozenset(
 class ApiError(Exception):
     """A failure answered to the client exactly as Telegram would answer it."""
 
-    def __init__(self, error_code: int, description: str, *, retry_after: int | None = None):
+    def __init__(self, error_code: int, description: str, *, retry_after: int | None = None,
+                 migrate_to_chat_id: int | None = None):
         super().__init__(description)
         self.error_code = error_code
         self.description = description
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -49,6 +51,8 @@ class ApiError(Exception):
         }
         if self.retry_after is not None:
             body["parameters"] = {"retry_after": self.retry_after}
+        if self.migrate_to_chat_id is not None:
+            body["parameters"] = {"migrate_to_chat_id": self.migrate_to_chat_id}
         return body
 
 
