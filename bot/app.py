@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
-from telegram.error import Forbidden, NetworkError, TelegramError
+from telegram.error import ChatMigrated, Forbidden, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -137,16 +137,21 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if isinstance(error, Forbidden):  # blocked by the user, or removed from the group: nobody to tell
         log.info("can't write to the chat of %s: %s", where, error)
         return
-    if isinstance(error, NetworkError):
+    if isinstance(error, ChatMigrated):  # a basic group became a supergroup under our reply
+        log.warning("the chat of %s moved to %s; the reply was not delivered", where, error.new_chat_id)
+    elif isinstance(error, NetworkError):
         log.warning("network trouble while handling %s: %s", where, error)
     else:
         log.error("error while handling %s", where, exc_info=error)
     if not isinstance(update, Update) or update.effective_chat is None:
         return
     apology = texts.NOT_READY if isinstance(error, NotReady) else texts.UNEXPECTED_ERROR
+    chat_id = update.effective_chat.id
+    if isinstance(error, ChatMigrated):
+        apology, chat_id = texts.CHAT_UPGRADED, error.new_chat_id
     try:
         await context.bot.send_message(
-            update.effective_chat.id,
+            chat_id,
             apology,
             message_thread_id=update.effective_message.message_thread_id
             if update.effective_message and update.effective_message.is_topic_message

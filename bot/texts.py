@@ -110,6 +110,7 @@ PROMPT_TOO_LONG = (
 GENERATION_FAILED = "Sorry, something went wrong while I was writing the answer. Try /retry in a moment."
 NOT_READY = "I'm still starting up (or shutting down). Please try again in a minute."
 UNEXPECTED_ERROR = "Sorry, something went wrong on my side. Please try again."
+CHAT_UPGRADED = "This group was just upgraded to a supergroup and my reply got lost. Please send that again."
 EMPTY_ANSWER = "(I have nothing to add.)"
 
 STATS = (

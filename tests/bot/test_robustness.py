@@ -268,3 +268,24 @@ async def test_an_image_file_without_an_image_mime_type_is_read_by_its_name(bot_
     store = runtime(application).store
     [question, *_] = await store.history((await store.active_conversation(chat.id, USER_ID)).id)
     assert len(question.images) == 1
+
+
+async def test_an_answer_follows_a_group_that_was_upgraded_to_a_supergroup(bot_api, start_bot):
+    application = await start_bot()
+    group, user = bot_api.basic_group(-8101), bot_api.user(USER_ID)
+    await bot_api.send_photo(group, user, image_bytes("red"), caption="@idefics_test_bot what is it?")
+    supergroup = bot_api.migrate(group, GROUP_ID, by=user)  # before the bot wrote anything
+
+    [answer] = await bot_api.wait_for_bot_message(supergroup)
+    await answers_settled(application)
+    assert answer.text not in (texts.UNEXPECTED_ERROR, texts.GENERATION_FAILED)
+
+
+async def test_a_command_in_a_group_that_was_just_upgraded_is_not_lost_in_silence(bot_api, start_bot):
+    await start_bot()
+    group, user = bot_api.basic_group(-8101), bot_api.user(USER_ID)
+    await bot_api.send_text(group, user, "/help")
+    supergroup = bot_api.migrate(group, GROUP_ID, by=user)
+
+    [reply] = await bot_api.wait_for_bot_message(supergroup)
+    assert reply.text == texts.CHAT_UPGRADED
