@@ -18,10 +18,10 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
 )
-from telegram.error import BadRequest, TelegramError
+from telegram.error import TelegramError
 
 from bot import texts
-from bot.press_answers import answer_press
+from bot.press_answers import answer_press, edit_pressed_message
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,5 @@ def fits_callback_data(data: str) -> bool:
 
 
 async def edit_menu(query: CallbackQuery, text: str, keyboard: InlineKeyboardMarkup) -> None:
-    """Show the menu's new state; pressing the current choice again changes nothing, which is fine."""
-    try:
-        await query.edit_message_text(text, reply_markup=keyboard)
-    except BadRequest as error:
-        if "not modified" not in error.message.lower():
-            raise
+    """Show the menu's new state (a fresh menu if the old one is gone)."""
+    await edit_pressed_message(query, text, keyboard)

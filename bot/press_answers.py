@@ -1,16 +1,17 @@
-"""Answering a button press (answerCallbackQuery) so that a refusal never undoes the press.
+"""Answering a button press and redrawing its message, so that a refusal never undoes the press.
 
-The answer only stops the button's spinner and shows a short notice; what the press does (a new
-conversation, a mode switch, erasing data) matters more. A server that refuses the answer (the query
-expired while the bot was busy, or it lacks the method) is logged and otherwise ignored.
+The answer (answerCallbackQuery) only stops the button's spinner and shows a short notice; what the
+press does (a new conversation, a mode switch, erasing data) matters more. A server that refuses the
+answer (the query expired while the bot was busy, or it lacks the method) is logged and ignored.
+The message the button is on may be gone by the time it is redrawn; then the new text is sent anew.
 """
 
 from __future__ import annotations
 
 import logging
 
-from telegram import CallbackQuery
-from telegram.error import TelegramError
+from telegram import CallbackQuery, InlineKeyboardMarkup
+from telegram.error import BadRequest, TelegramError
 
 log = logging.getLogger(__name__)
 
@@ -21,3 +22,26 @@ async def answer_press(query: CallbackQuery, text: str | None = None, *, show_al
         await query.answer(text, show_alert=show_alert)
     except TelegramError as error:
         log.info("could not answer button press %s: %s", query.id, error)
+
+
+async def edit_pressed_message(
+    query: CallbackQuery, text: str, reply_markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """Show `text` on the message the button is on; if that message is gone, send it as a new one."""
+    try:
+        await query.edit_message_text(text, reply_markup=reply_markup)
+    except BadRequest as error:
+        reason = error.message.lower()
+        if "not modified" in reason:  # pressing the current choice again changes nothing
+            return
+        if "not found" not in reason and "can't be edited" not in reason:
+            raise
+        log.info("the pressed message is gone (%s); sending its new text instead", error.message)
+        message = query.message
+        in_topic = getattr(message, "is_topic_message", False)
+        await query.get_bot().send_message(
+            message.chat.id,
+            text,
+            reply_markup=reply_markup,
+            message_thread_id=message.message_thread_id if in_topic else None,
+        )

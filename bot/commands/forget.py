@@ -8,7 +8,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot import texts
-from bot.press_answers import answer_press
+from bot.press_answers import answer_press, edit_pressed_message
 from bot.runtime import runtime_of
 from bot.telegram_info import sender_info
 
@@ -48,10 +48,10 @@ async def forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         return
     await answer_press(query)
     if choice != "yes":
-        await query.edit_message_text(texts.FORGET_KEPT)
+        await edit_pressed_message(query, texts.FORGET_KEPT)
         return
     runtime = runtime_of(context)
     await runtime.answers.cancel_user(query.from_user.id)
     await runtime.store.forget_user(query.from_user.id)
     log.info("erased the data of user %s on their request", query.from_user.id)
-    await query.edit_message_text(texts.FORGET_DONE)
+    await edit_pressed_message(query, texts.FORGET_DONE)

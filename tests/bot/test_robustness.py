@@ -289,3 +289,33 @@ async def test_a_command_in_a_group_that_was_just_upgraded_is_not_lost_in_silenc
 
     [reply] = await bot_api.wait_for_bot_message(supergroup)
     assert reply.text == texts.CHAT_UPGRADED
+
+
+def press_on_unknown_message(bot_api, chat, user, data: str) -> dict:
+    """A press on a bot message this server no longer has (deleted, or from before a data loss)."""
+    message = {"message_id": 999, "from": bot_api.bot_user.wire(), "chat": chat.wire(), "date": bot_api.now(),
+               "text": "an old menu"}
+    query = {"id": str(next(bot_api._query_ids)), "from": user.wire(), "message": message,
+             "chat_instance": "1", "data": data}
+    bot_api.open_callback_queries.add(query["id"])
+    bot_api.updates.push("callback_query", query)
+    return query
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["mode:captioner", "settings:length:short", f"forget:yes:{USER_ID}", "forget:no:1", "answer:regenerate",
+     "answer:new", "something:else"],
+)
+async def test_a_press_on_a_message_the_bot_no_longer_has_is_answered_without_an_error(bot_api, start_bot, data):
+    application = await start_bot()
+    chat, user = bot_api.private_chat(USER_ID), bot_api.user(USER_ID)
+    query = press_on_unknown_message(bot_api, chat, user, data)
+
+    await bot_api.wait_for(lambda: query["id"] in bot_api.callback_answers)
+    await answers_settled(application)
+    await bot_api.wait_quiet()
+    sent = [m.text for m in bot_api.bot_messages(chat)]
+    assert texts.UNEXPECTED_ERROR not in sent
+    if data.startswith(("mode:", "settings:", "forget:yes")):  # the redrawn menu or result, sent anew
+        assert len(sent) == 1 and sent[0] != "an old menu", sent
