@@ -73,8 +73,9 @@ class Settings(BaseSettings):
 
     @field_validator("telegram_api_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _api_root(cls, value: str) -> str:
+        """The server's root, also when given with spaces, a trailing slash or the `/bot` endpoint."""
+        return value.strip().rstrip("/").removesuffix("/bot").rstrip("/")
 
     @property
     def bot_api_base_url(self) -> str:

@@ -193,3 +193,14 @@ async def test_idefics_bot_run_answers_through_a_server_that_lacks_the_optional_
     assert process.returncode == 0, log[-3000:]
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
     assert answer.text not in (texts.UNEXPECTED_ERROR, texts.GENERATION_FAILED)
+
+
+async def test_an_api_url_given_with_its_bot_path_still_reaches_the_server(bot_api, start_bot):
+    """TELEGRAM_API_URL is the server's root; people also paste the `/bot` endpoint, or a stray space."""
+    application = await start_bot(telegram_api_url=f" {bot_api.api_root}/bot/ ")
+    chat = bot_api.private_chat(USER_ID)
+    await bot_api.send_photo(chat, bot_api.user(USER_ID), image_bytes("red"), caption="what is it?")
+
+    [answer] = await bot_api.wait_for_bot_message(chat)
+    question, _ = await complete_history(application, chat.id, USER_ID)
+    assert len(question.images) == 1 and answer.message_id
