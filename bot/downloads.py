@@ -79,6 +79,8 @@ async def download_image(bot: Bot, source: ImageSource, max_bytes: int) -> Image
         file = _with_download_url(bot, await bot.get_file(source.file_id))
         if file.file_size is not None and file.file_size > limit:
             raise ImageTooLarge(file.file_size, limit)
+        if not file.file_path:  # nothing to download from (PTB would raise RuntimeError)
+            raise ImageDownloadFailed("the Bot API gave no file_path")
         data = bytes(await file.download_as_bytearray())
     except TelegramError as error:
         log.warning("could not download file %s: %s", source.file_unique_id, error)

@@ -204,3 +204,23 @@ async def test_an_api_url_given_with_its_bot_path_still_reaches_the_server(bot_a
     [answer] = await bot_api.wait_for_bot_message(chat)
     question, _ = await complete_history(application, chat.id, USER_ID)
     assert len(question.images) == 1 and answer.message_id
+
+
+async def test_a_file_without_a_path_is_a_download_apology_and_the_question_is_kept(
+    bot_api, start_bot, monkeypatch
+):
+    plain = standin_methods.METHODS["getfile"]
+
+    async def get_file_without_path(server: BotApiStandIn, params: dict[str, Any]) -> dict[str, Any]:
+        found = await plain(server, params)
+        return {key: value for key, value in found.items() if key != "file_path"}
+
+    monkeypatch.setitem(standin_methods.METHODS, "getfile", get_file_without_path)
+    application = await start_bot()
+    chat = bot_api.private_chat(USER_ID)
+    await bot_api.send_photo(chat, bot_api.user(USER_ID), image_bytes("red"), caption="what is it?")
+
+    [answer] = await bot_api.wait_for_bot_message(chat)
+    assert answer.text == texts.IMAGE_DOWNLOAD_FAILED
+    [question] = await complete_history(application, chat.id, USER_ID)
+    assert (question.text, question.status) == ("what is it?", TurnStatus.FAILED)
