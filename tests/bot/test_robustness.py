@@ -319,3 +319,20 @@ async def test_a_press_on_a_message_the_bot_no_longer_has_is_answered_without_an
     assert texts.UNEXPECTED_ERROR not in sent
     if data.startswith(("mode:", "settings:", "forget:yes")):  # the redrawn menu or result, sent anew
         assert len(sent) == 1 and sent[0] != "an old menu", sent
+
+
+async def test_a_forwarded_photo_with_a_blank_caption_is_described(bot_api, start_bot):
+    application = await start_bot()
+    chat, user = bot_api.private_chat(USER_ID), bot_api.user(USER_ID)
+    await bot_api.send_content(chat, user, {
+        "photo": bot_api.files.add_photo(image_bytes("red")),
+        "caption": " \n\t ",
+        "forward_origin": {"type": "hidden_user", "date": bot_api.now() - 3600, "sender_user_name": "Zed"},
+    })
+
+    [answer] = await bot_api.wait_for_bot_message(chat)
+    assert answer.text not in (texts.UNEXPECTED_ERROR, texts.EMPTY_QUESTION, texts.ONLY_IMAGES)
+    await answers_settled(application)
+    store = runtime(application).store
+    [question, _] = await store.history((await store.active_conversation(chat.id, USER_ID)).id)
+    assert (question.text, len(question.images)) == (texts.DEFAULT_IMAGE_INSTRUCTION, 1)
