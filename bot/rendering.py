@@ -212,8 +212,9 @@ class AnswerRenderer:
             self._stop_quietly(error)
         except ChatMigrated as error:
             self._chat_id = error.new_chat_id
-        except BadRequest as error:
-            # A preview Telegram rejects would be rejected again; the final text still goes out.
+        except (BadRequest, EndPointNotFound, InvalidToken) as error:
+            # A preview Telegram rejects (or a method the server lacks, 404) would be rejected
+            # again; the final text still goes out.
             log.warning("Stopped previewing an answer in chat %s: %s", self._chat_id, error.message)
             self._stream_broken = True
         except TelegramError as error:
@@ -333,20 +334,34 @@ class AnswerRenderer:
             except ChatMigrated as error:
                 self._chat_id = error.new_chat_id
             except BadRequest as error:
-                if edit_id is None or not _is_message_gone(error):
+                if edit_id is None:
                     log.error("Telegram refused an answer in chat %s: %s", self._chat_id, error)
                     return None
-                edit_id = None  # the live message vanished: send the text as a new message
+                if not _is_message_gone(error):
+                    await self._abandon_preview(edit_id, error)
+                edit_id = None  # the live message vanished or can't be edited: send the text anew
             except NetworkError as error:
                 log.warning("Network error delivering an answer in chat %s: %s", self._chat_id,
                             error)
                 self._not_before = time.monotonic() + NETWORK_RETRY_DELAY_S
-            except TelegramError as error:
-                log.error("Telegram refused an answer in chat %s: %s", self._chat_id, error)
-                return None
+            except TelegramError as error:  # e.g. a Bot API server without editMessageText (404)
+                if edit_id is None:
+                    log.error("Telegram refused an answer in chat %s: %s", self._chat_id, error)
+                    return None
+                await self._abandon_preview(edit_id, error)
+                edit_id = None
             finally:
                 self._last_write = time.monotonic()
         return None
+
+    async def _abandon_preview(self, message_id: int, error: TelegramError) -> None:
+        """The preview can't be edited into the final text: remove it; the text is sent anew."""
+        log.warning("Could not edit the preview of an answer in chat %s (%s); sending the final "
+                    "text as a new message", self._chat_id, error.message)
+        try:
+            await self._bot.delete_message(self._chat_id, message_id)
+        except TelegramError as delete_error:
+            log.info("Could not delete the preview in chat %s: %s", self._chat_id, delete_error)
 
     async def _delete_stale_live_message(self) -> None:
         """The final text ended where a frozen message did; the preview after it must go."""

@@ -20,7 +20,7 @@ import pytest
 from bot import texts
 from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA
 from storage.types import TurnStatus
-from tests.bot.conftest import answers_settled, image_bytes, runtime
+from tests.bot.conftest import answers_settled, image_bytes, recording_factory, runtime
 from tests.standin import methods as standin_methods
 from tests.standin.server import BotApiStandIn
 
@@ -224,3 +224,23 @@ async def test_a_file_without_a_path_is_a_download_apology_and_the_question_is_k
     assert answer.text == texts.IMAGE_DOWNLOAD_FAILED
     [question] = await complete_history(application, chat.id, USER_ID)
     assert (question.text, question.status) == ("what is it?", TurnStatus.FAILED)
+
+
+@pytest.mark.parametrize("status", [400, 404])
+async def test_a_group_answer_arrives_when_the_server_cannot_edit_messages(bot_api, start_bot, status):
+    bot_api.fail_next("editMessageText", status, "Not Found" if status == 404 else "Bad Request: unsupported",
+                      times=ALWAYS)
+    factory, _ = recording_factory(delay_s=0.3)  # slow enough that a preview is shown before the end
+    application = await start_bot(model_service_factory=factory, max_new_tokens=12, stream_edit_interval_s=0.2)
+    group, user = bot_api.group_chat(GROUP_ID), bot_api.user(USER_ID)
+    await bot_api.send_text(group, user, "@idefics_test_bot hello there")
+
+    await answers_settled(application)
+    await bot_api.wait_quiet()
+    *_, turn = await complete_history(application, group.id, USER_ID)
+    assert turn.status is TurnStatus.COMPLETE
+    shown = [m for m in bot_api.bot_messages(group) if m.message_id in turn.message_ids]
+    assert shown and shown[-1].text == (turn.text.strip() or texts.EMPTY_ANSWER)
+    assert [m.buttons for m in shown][-1], "the final message carries the answer buttons"
+    previews = [m for m in bot_api.bot_messages(group, include_deleted=True) if m.deleted]
+    assert previews, "the preview that could not be edited into the answer was removed"
