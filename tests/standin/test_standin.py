@@ -15,12 +15,12 @@ import warnings
 import pytest
 from PIL import Image
 from telegram import (Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update)
-from telegram.error import (BadRequest, Conflict, EndPointNotFound, Forbidden, InvalidToken, RetryAfter,
-                            TelegramError)
+from telegram.error import (BadRequest, ChatMigrated, Conflict, EndPointNotFound, Forbidden,
+                            InvalidToken, RetryAfter, TelegramError)
 from telegram.warnings import PTBDeprecationWarning
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
 
-from . import BotApiStandIn, FloodLimits, StandInTimeout, Window, make_token
+from . import BotApiStandIn, FloodLimits, StandInTimeout, Window, make_token, media
 from .fixtures import bot_api  # noqa: F401  (the fixture under test)
 
 NOT_MODIFIED = "Message is not modified"
@@ -376,3 +376,26 @@ async def test_real_application_polls_replies_and_does_not_see_old_updates_again
             await application.stop()
     assert [m.text for m in bot_api.bot_messages(chat)] == ["echo: first", "echo: second"]
     assert bot_api.calls_to("deleteWebhook") and not bot_api.served_errors
+
+
+async def test_other_message_kinds_parse_as_ptb_reads_them(bot: Bot, bot_api: BotApiStandIn):
+    chat = bot_api.private_chat(120)
+    contents = [media.sticker(bot_api.files), media.voice(bot_api.files), media.audio(bot_api.files),
+                media.video(bot_api.files), media.video_note(bot_api.files), media.animation(bot_api.files),
+                media.location(), media.venue(), media.contact(), media.dice(), media.poll()]
+    for content in contents:
+        await bot_api.send_content(chat, bot_api.users[120], content)
+    updates = await bot.get_updates(timeout=0)
+    assert [u.message.effective_attachment is not None for u in updates] == [True] * len(contents)
+    assert updates[5].message.animation and updates[5].message.document  # as Telegram sends GIFs
+
+
+async def test_an_upgraded_group_refuses_writes_with_the_new_chat_id(bot: Bot, bot_api: BotApiStandIn):
+    group = bot_api.basic_group(-121)
+    supergroup = bot_api.migrate(group, -100121, by=bot_api.user(121))
+    with pytest.raises(ChatMigrated) as raised:
+        await bot.send_message(group.id, "hi")
+    assert raised.value.new_chat_id == supergroup.id
+    kinds = [(u.message.chat.id, u.message.migrate_to_chat_id, u.message.migrate_from_chat_id)
+             for u in await bot.get_updates(timeout=0)]
+    assert kinds == [(group.id, supergroup.id, None), (supergroup.id, None, group.id)]
