@@ -291,10 +291,13 @@ async def test_a_command_in_a_group_that_was_just_upgraded_is_not_lost_in_silenc
     assert reply.text == texts.CHAT_UPGRADED
 
 
-def press_on_unknown_message(bot_api, chat, user, data: str) -> dict:
-    """A press on a bot message this server no longer has (deleted, or from before a data loss)."""
+def press_on_unknown_message(bot_api, chat, user, data: str, *, inaccessible: bool = False) -> dict:
+    """A press on a bot message this server no longer has (deleted, or from before a data loss);
+    `inaccessible`: Telegram no longer shows the bot the message (date 0, no content)."""
     message = {"message_id": 999, "from": bot_api.bot_user.wire(), "chat": chat.wire(), "date": bot_api.now(),
                "text": "an old menu"}
+    if inaccessible:
+        message = {"message_id": 999, "chat": chat.wire(), "date": 0}
     query = {"id": str(next(bot_api._query_ids)), "from": user.wire(), "message": message,
              "chat_instance": "1", "data": data}
     bot_api.open_callback_queries.add(query["id"])
@@ -307,10 +310,13 @@ def press_on_unknown_message(bot_api, chat, user, data: str) -> dict:
     ["mode:captioner", "settings:length:short", f"forget:yes:{USER_ID}", "forget:no:1", "answer:regenerate",
      "answer:new", "something:else"],
 )
-async def test_a_press_on_a_message_the_bot_no_longer_has_is_answered_without_an_error(bot_api, start_bot, data):
+@pytest.mark.parametrize("inaccessible", [False, True], ids=["unknown", "inaccessible"])
+async def test_a_press_on_a_message_the_bot_no_longer_has_is_answered_without_an_error(
+    bot_api, start_bot, data, inaccessible
+):
     application = await start_bot()
     chat, user = bot_api.private_chat(USER_ID), bot_api.user(USER_ID)
-    query = press_on_unknown_message(bot_api, chat, user, data)
+    query = press_on_unknown_message(bot_api, chat, user, data, inaccessible=inaccessible)
 
     await bot_api.wait_for(lambda: query["id"] in bot_api.callback_answers)
     await answers_settled(application)
