@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from telegram import CallbackQuery, Chat, Update
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes
+from telegram.ext import CallbackQueryHandler, ContextTypes
 
 from bot import texts
 from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA
@@ -53,6 +53,17 @@ async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         update.effective_user.id,
     )
     await answer_press(update.callback_query, texts.BUTTON_EXPIRED, show_alert=True)
+
+
+class DetachedPressHandler(CallbackQueryHandler):
+    """Presses that come with no `message` (buttons of inline-mode messages): this bot never sends
+    those, so the press is forged or stale; `unknown_button` answers it before any handler needs
+    the message."""
+
+    def check_update(self, update: object) -> bool:
+        return isinstance(update, Update) and update.callback_query is not None and (
+            update.callback_query.message is None
+        )
 
 
 async def _new_conversation(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -26,7 +26,7 @@ from telegram.request import HTTPXRequest
 from bot import texts
 from bot.access import make_access_guard
 from bot.addressing import ADDRESSED_TO_BOT, NAMES_THIS_BOT
-from bot.answer_buttons import answer_button, unknown_button
+from bot.answer_buttons import DetachedPressHandler, answer_button, unknown_button
 from bot.answer_keyboard import CALLBACK_PATTERN as ANSWER_PATTERN
 from bot.commands.cancel import cancel_command
 from bot.commands.caption import caption_command
@@ -111,6 +111,7 @@ def add_handlers(application: Application, settings: Settings) -> None:
     }
     for names, callback in commands.items():
         application.add_handler(CommandHandler(list(names), callback, filters=new_messages))
+    application.add_handler(DetachedPressHandler(unknown_button))  # first: the others need the message
     application.add_handler(CallbackQueryHandler(forget_button, pattern=FORGET_PATTERN))
     application.add_handler(CallbackQueryHandler(mode_button, pattern=MODE_PATTERN))
     application.add_handler(CallbackQueryHandler(settings_button, pattern=SETTINGS_PATTERN))

@@ -342,3 +342,18 @@ async def test_a_forwarded_photo_with_a_blank_caption_is_described(bot_api, star
     store = runtime(application).store
     [question, _] = await store.history((await store.active_conversation(chat.id, USER_ID)).id)
     assert (question.text, len(question.images)) == (texts.DEFAULT_IMAGE_INSTRUCTION, 1)
+
+
+@pytest.mark.parametrize("data", ["mode:captioner", "forget:yes:1", "answer:regenerate", "answer:new", "other"])
+async def test_a_press_without_a_message_is_told_the_button_no_longer_works(bot_api, start_bot, data):
+    """Buttons of inline-mode messages come without `message`; this bot never sends such messages."""
+    application = await start_bot()
+    user = bot_api.user(USER_ID)
+    query = {"id": str(next(bot_api._query_ids)), "from": user.wire(), "inline_message_id": "AAAAAQ",
+             "chat_instance": "1", "data": data}
+    bot_api.open_callback_queries.add(query["id"])
+    bot_api.updates.push("callback_query", query)
+
+    answer = await bot_api.wait_for(lambda: bot_api.callback_answers.get(query["id"]))
+    assert answer["text"] == texts.BUTTON_EXPIRED
+    await answers_settled(application)
