@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idefics-bot", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="start the bot (the default)")
-    tiny = commands.add_parser("make-tiny-model", help="write a small random IDEFICS checkpoint (offline demos, tests)")
+    tiny = commands.add_parser(
+        "make-tiny-model", help="write a small random IDEFICS checkpoint (offline demos, tests)"
+    )
     tiny.add_argument("directory", type=Path)
     tiny.add_argument("--size", choices=["tiny", "small"], default="tiny")
     commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
@@ -72,7 +74,8 @@ def _run(settings: Settings) -> int:
         return 1
     except (StorageError, SQLAlchemyError, OSError) as error:
         print(
-            f"idefics-bot: could not open the database at DATABASE_URL ({error.__class__.__name__}: {error}). "
+            f"idefics-bot: could not open the database at DATABASE_URL "
+            f"({error.__class__.__name__}: {error}). "
             "Check the URL and that its folder or server is reachable.",
             file=sys.stderr,
         )

@@ -13,6 +13,8 @@ import logging
 from telegram import CallbackQuery, InlineKeyboardMarkup
 from telegram.error import BadRequest, TelegramError
 
+from bot.telegram_errors import is_message_gone, is_not_modified
+
 log = logging.getLogger(__name__)
 
 
@@ -31,10 +33,9 @@ async def edit_pressed_message(
     try:
         await query.edit_message_text(text, reply_markup=reply_markup)
     except BadRequest as error:
-        reason = error.message.lower()
-        if "not modified" in reason:  # pressing the current choice again changes nothing
+        if is_not_modified(error):  # pressing the current choice again changes nothing
             return
-        if "not found" not in reason and "can't be edited" not in reason:
+        if not is_message_gone(error) and "not found" not in error.message.lower():
             raise
         log.info("the pressed message is gone (%s); sending its new text instead", error.message)
         message = query.message

@@ -31,19 +31,30 @@ import asyncio
 import logging
 import secrets
 import time
-import warnings
-from datetime import timedelta
 from enum import Enum
 from typing import Any
 
 import telegram
 from telegram import InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
-from telegram.constants import ChatAction
-from telegram.error import (BadRequest, ChatMigrated, EndPointNotFound, Forbidden, InvalidToken,
-                            NetworkError, RetryAfter, TelegramError)
-from telegram.warnings import PTBDeprecationWarning
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
-from bot.message_split import TELEGRAM_TEXT_LIMIT, split_message, split_once, utf16_length
+from bot.message_split import (
+    TELEGRAM_TEXT_LIMIT,
+    split_message,
+    split_once,
+    utf16_length,
+)
+from bot.telegram_errors import is_message_gone, is_not_modified, retry_after_seconds
+from bot.typing_indicator import keep_typing
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +69,6 @@ _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 class _Strategy(Enum):
     DRAFT = "draft"
     EDIT = "edit"
-
-
-def retry_after_seconds(error: RetryAfter) -> float:
-    """The wait Telegram asked for, whether PTB reports it as int seconds or a timedelta."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = error.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _is_not_modified(error: TelegramError) -> bool:
-    return isinstance(error, BadRequest) and "not modified" in error.message.lower()
-
-
-def _is_message_gone(error: TelegramError) -> bool:
-    """The message we meant to edit was deleted or can no longer be edited."""
-    text = error.message.lower()
-    return isinstance(error, BadRequest) and (
-        "message to edit not found" in text or "can't be edited" in text
-    )
 
 
 class AnswerRenderer:
@@ -229,7 +220,7 @@ class AnswerRenderer:
             try:
                 await self._edit(message_id, piece, None)
             except BadRequest as error:
-                if not _is_message_gone(error):
+                if not is_message_gone(error):
                     raise  # a 429 or the like leaves the live message in place for the retry
                 message_id = None  # deleted under us: send the piece as a new message
         if message_id is None:
@@ -250,7 +241,7 @@ class AnswerRenderer:
             try:
                 await self._edit(self._live_message_id, text, None)
             except BadRequest as error:
-                if not _is_message_gone(error):
+                if not is_message_gone(error):
                     raise
                 self._live_message_id = None  # someone deleted it: the next step sends a new one
                 return
@@ -337,7 +328,7 @@ class AnswerRenderer:
                 if edit_id is None:
                     log.error("Telegram refused an answer in chat %s: %s", self._chat_id, error)
                     return None
-                if not _is_message_gone(error):
+                if not is_message_gone(error):
                     await self._abandon_preview(edit_id, error)
                 edit_id = None  # the live message vanished or can't be edited: send the text anew
             except NetworkError as error:
@@ -390,7 +381,7 @@ class AnswerRenderer:
                 link_preview_options=_NO_PREVIEW,
             )
         except BadRequest as error:
-            if not _is_not_modified(error):
+            if not is_not_modified(error):
                 raise  # "not modified" means the message already says this: nothing to do
 
     # ---- background helpers ----------------------------------------------------------------
@@ -413,19 +404,14 @@ class AnswerRenderer:
         return self._is_private or (not self._committed_ids and self._live_message_id is None)
 
     async def _keep_typing(self) -> None:
-        while self._typing_needed():
-            try:
-                await self._bot.send_chat_action(self._chat_id, ChatAction.TYPING,
-                                                 message_thread_id=self._thread_id)
-            except RetryAfter as error:
-                await asyncio.sleep(retry_after_seconds(error))
-                continue
-            except Forbidden as error:
-                self._stop_quietly(error)
-                return
-            except TelegramError as error:
-                log.debug("Typing indicator failed in chat %s: %s", self._chat_id, error)
-            await asyncio.sleep(TYPING_REFRESH_S)
+        await keep_typing(
+            self._bot,
+            lambda: self._chat_id,
+            self._thread_id,
+            needed=self._typing_needed,
+            refresh_s=lambda: TYPING_REFRESH_S,  # read late: tests shorten it
+            on_forbidden=self._stop_quietly,
+        )
 
     def _begin_closing(self) -> None:
         self._closing.set()

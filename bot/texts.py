@@ -53,7 +53,9 @@ NEW_CONVERSATION = "Fresh start: I've forgotten our previous conversation. Send 
 NOTHING_TO_RETRY = "There is nothing to retry yet: send me a photo or a question first."
 NOTHING_TO_CANCEL = "I'm not writing anything right now."
 CANCELLED = "Stopped."
-CANCELLED_BY_SHUTDOWN = "I had to stop (the bot is restarting). Your message is saved: send /retry in a minute."
+CANCELLED_BY_SHUTDOWN = (
+    "I had to stop (the bot is restarting). Your message is saved: send /retry in a minute."
+)
 
 FORGET_QUESTION = (
     "This erases all your conversations, images and settings stored by this bot. It can't be undone. "

@@ -26,7 +26,11 @@ READ_ONLY_OPTION = "idefics_read_only"
 
 
 # People paste the URLs they know; the engine is async, so the plain dialects get their async driver.
-ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
 
 
 def with_async_driver(database_url: str) -> URL:

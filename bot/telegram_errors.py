@@ -1,0 +1,30 @@
+"""What a Bot API error means for the bot: wait, ignore, or send anew. Shared by every writer."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import timedelta
+
+from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    """The wait Telegram asked for, whether PTB reports it as int seconds or a timedelta."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def is_not_modified(error: TelegramError) -> bool:
+    """An edit to the text (and buttons) the message already has: harmless."""
+    return isinstance(error, BadRequest) and "not modified" in error.message.lower()
+
+
+def is_message_gone(error: TelegramError) -> bool:
+    """The message we meant to edit was deleted or can no longer be edited: send the text anew."""
+    text = error.message.lower()
+    return isinstance(error, BadRequest) and (
+        "message to edit not found" in text or "can't be edited" in text
+    )
