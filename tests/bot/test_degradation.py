@@ -7,12 +7,7 @@ of python-telegram-bot cannot read. None of that may cost a person their answer 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +15,7 @@ import pytest
 from bot import texts
 from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA
 from storage.types import TurnStatus
+from tests.bot.bot_process import ask_a_running_bot, bot_environment
 from tests.bot.conftest import answers_settled, image_bytes, recording_factory, runtime
 from tests.standin import methods as standin_methods
 from tests.standin.server import BotApiStandIn
@@ -27,7 +23,6 @@ from tests.standin.server import BotApiStandIn
 USER_ID = 8201
 GROUP_ID = -1008201
 ALWAYS = 1000
-REPO_ROOT = Path(__file__).parents[2]
 
 
 def not_found(bot_api: BotApiStandIn, *methods: str) -> None:
@@ -162,35 +157,15 @@ async def test_idefics_bot_run_answers_through_a_server_that_lacks_the_optional_
     bot_api, database_url, tiny_checkpoint, tmp_path
 ):
     not_found(bot_api, "setMyCommands", "deleteWebhook", "sendMessageDraft", "sendChatAction")
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "MODEL_"))},
-        "PYTHONPATH": str(REPO_ROOT),
-        "HF_HUB_OFFLINE": "1",
-        "TELEGRAM_BOT_TOKEN": bot_api.token,
-        "TELEGRAM_API_URL": bot_api.api_root + "/",
-        "DATABASE_URL": database_url,
-        "MODEL_ID": str(tiny_checkpoint),
-        "MAX_NEW_TOKENS": "8",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=environment,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    # The root given with a trailing slash, as people paste it.
+    environment = bot_environment(
+        bot_api, database_url, tiny_checkpoint, TELEGRAM_API_URL=bot_api.api_root + "/"
     )
-    try:
-        await bot_api.wait_for(lambda: bot_api.calls_to("getUpdates"), timeout=90)  # polling began
-        chat = bot_api.private_chat(USER_ID)
-        await bot_api.send_photo(chat, bot_api.user(USER_ID), image_bytes("red"), caption="what is it?")
-        [answer] = await bot_api.wait_for_bot_message(chat, timeout=60)
-        await bot_api.wait_quiet(quiet=0.5)
-        process.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-    log = output.decode()
-    assert process.returncode == 0, log[-3000:]
+    run = await ask_a_running_bot(
+        bot_api, environment, tmp_path, user_id=USER_ID, ready=lambda: bot_api.calls_to("getUpdates")
+    )
+    answer, log = run.answer, run.log
+    assert run.returncode == 0, log[-3000:]
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
     assert answer.text not in (texts.UNEXPECTED_ERROR, texts.GENERATION_FAILED)
 
