@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from telegram import BotCommand
 from telegram.error import TelegramError
@@ -20,16 +19,17 @@ from telegram.ext import Application, ContextTypes
 from bot import texts
 from bot.runtime import BotRuntime, current_runtime, install_runtime, remove_runtime, runtime_of
 from bot.settings import Settings
+from model.backend import ModelBackend
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-ModelServiceFactory = Callable[[Settings], Awaitable[Any]]
+ModelServiceFactory = Callable[[Settings], Awaitable[ModelBackend]]
 PURGE_EVERY = timedelta(hours=6)
 PURGE_FIRST_AFTER = timedelta(minutes=1)
 
 
-async def load_model_service(settings: Settings) -> Any:
+async def load_model_service(settings: Settings) -> ModelBackend:
     """Load the checkpoint in a worker thread and wrap it in a (not yet started) ModelService."""
     from model.loaded import LoadOptions
     from model.loading import load_model

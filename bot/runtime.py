@@ -7,14 +7,13 @@ applications (a test that restarts the bot) never share state.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 from telegram.ext import Application, CallbackContext
 
 from bot.albums import AlbumCollector
 from bot.conversation_queue import ConversationQueue
 from bot.errors import NotReady
 from bot.settings import Settings
+from model.backend import ModelBackend
 from model.types import Preamble
 from storage.store import Store
 
@@ -25,7 +24,7 @@ RUNTIME_KEY = "idefics_runtime"
 class BotRuntime:
     settings: Settings
     store: Store
-    model: Any  # model.service.ModelService, or anything with the same stream/score_options/start/stop
+    model: ModelBackend
     modes: dict[str, Preamble] = field(default_factory=dict)
     default_preamble: Preamble | None = None  # PROMPT_PREAMBLE, resolved once at start-up
     answers: ConversationQueue = field(default_factory=ConversationQueue)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 
+from model.backend import BackendHealth
 from model.errors import PromptTooLong, ServiceStopped
 from model.image_features import ImageFeatureCache
 from model.loaded import LoadedModel
@@ -77,6 +78,11 @@ class ModelService:
     @property
     def stats(self) -> ServiceStats:
         return self._stats.snapshot()
+
+    async def health(self) -> BackendHealth:
+        if self.running:
+            return BackendHealth(ready=True)
+        return BackendHealth(ready=False, detail="the model worker is not running")
 
     async def start(self) -> None:
         if self._thread is not None:

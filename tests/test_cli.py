@@ -71,7 +71,7 @@ async def test_start_up_failures_are_one_clear_message(tmp_path, tiny_checkpoint
     """Wrong settings found only at start-up end the process with a sentence, not a traceback."""
     import asyncio
 
-    from tests.standin.server import BotApiStandIn
+    from standin.telegram.server import BotApiStandIn
 
     async with BotApiStandIn() as telegram_api:
         env = {

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bot.conftest import image_bytes
-from tests.standin.server import BotApiStandIn
-from tests.standin.state import BotMessage
+from standin.telegram.server import BotApiStandIn
+from standin.telegram.state import BotMessage
 
 REPO_ROOT = Path(__file__).parents[2]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.standin import methods as standin_methods
-from tests.standin.server import BotApiStandIn
-from tests.standin.state import BotMessage, ChatHandle, UserHandle
+from standin.telegram import methods as standin_methods
+from standin.telegram.server import BotApiStandIn
+from standin.telegram.state import BotMessage, ChatHandle, UserHandle
 
 BOT = "@idefics_test_bot"
 

@@ -23,7 +23,7 @@ from bot.settings import Settings
 from model.service import ModelService
 from model.types import Conversation, GenerationParams
 from tests.standin import fixtures as standin_fixtures
-from tests.standin.server import BotApiStandIn
+from standin.telegram.server import BotApiStandIn
 
 bot_api = standin_fixtures.bot_api  # the stand-in fixture, for every test in this package
 

@@ -17,8 +17,8 @@ from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA
 from storage.types import TurnStatus
 from tests.bot.bot_process import ask_a_running_bot, bot_environment
 from tests.bot.conftest import answers_settled, image_bytes, recording_factory, runtime
-from tests.standin import methods as standin_methods
-from tests.standin.server import BotApiStandIn
+from standin.telegram import methods as standin_methods
+from standin.telegram.server import BotApiStandIn
 
 USER_ID = 8201
 GROUP_ID = -1008201

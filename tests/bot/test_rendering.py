@@ -17,9 +17,9 @@ from telegram.ext import AIORateLimiter, ExtBot
 
 from bot import rendering
 from bot.rendering import AnswerRenderer
-from tests.standin.flood import Window
-from tests.standin.server import BotApiStandIn
-from tests.standin.state import ChatHandle
+from standin.telegram.flood import Window
+from standin.telegram.server import BotApiStandIn
+from standin.telegram.state import ChatHandle
 
 FAST = dict(min_interval_s=0.05, group_min_interval_s=0.05)
 MARKUP = InlineKeyboardMarkup([[InlineKeyboardButton("Retry", callback_data="retry")]])

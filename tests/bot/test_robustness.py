@@ -15,8 +15,8 @@ from PIL import Image
 from bot import texts
 from storage.types import TurnStatus
 from tests.bot.conftest import answers_settled, image_bytes, recording_factory, runtime
-from tests.standin import media
-from tests.standin.state import UserHandle
+from standin.telegram import media
+from standin.telegram.state import UserHandle
 
 USER_ID = 8101
 GROUP_ID = -1008101

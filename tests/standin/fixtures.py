@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from .server import BotApiStandIn
+from standin.telegram.server import BotApiStandIn
 
 
 @pytest_asyncio.fixture

@@ -20,8 +20,8 @@ from telegram.error import (BadRequest, ChatMigrated, Conflict, EndPointNotFound
 from telegram.warnings import PTBDeprecationWarning
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
 
-from . import BotApiStandIn, FloodLimits, StandInTimeout, Window, make_token, media
-from .fixtures import bot_api  # noqa: F401  (the fixture under test)
+from standin.telegram import BotApiStandIn, FloodLimits, StandInTimeout, Window, make_token, media
+from tests.standin.fixtures import bot_api  # noqa: F401  (the fixture under test)
 
 NOT_MODIFIED = "Message is not modified"
 
