@@ -10,7 +10,9 @@ Text from users (and stored replies) is made literal before it goes in:
 - it is NFKC-normalised, every kind of line break becomes ``"\\n"``, and a line that starts with a role
   label (``User:``, ``  assistant :``) is joined to the line before with a space, so text cannot open a
   turn;
-- a string item that the processor would take for an image URL to fetch gets a WORD JOINER in front.
+- a string item that the processor would take for an image URL to fetch gets a WORD JOINER in front;
+- ``![](`` gets a WORD JOINER after its ``!``: a text-generation-inference server reads ``![](...)`` in its
+  input as an image to fetch or decode, so text must never spell it.
 The ids are then computed exactly as `IdeficsProcessor` computes them from the items, and checked: the
 number of special tokens must be what the template put there, or the prompt is refused.
 
@@ -35,6 +37,7 @@ from model.loaded import END_OF_UTTERANCE, FAKE_IMAGE_TOKEN, IMAGE_TOKEN
 from model.types import BuiltPrompt, Conversation, ImagePart, Preamble, TextPart, Turn
 
 WORD_JOINER = "\u2060"
+MARKDOWN_IMAGE = "![]("
 # Whitespace and invisible format characters that may hide in front of a role label.
 _INVISIBLE = "\\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 _ROLE_LABEL = re.compile(
@@ -95,6 +98,7 @@ class PromptBuilder:
         joined = lines[0] if lines else ""
         for line in lines[1:]:
             joined += " " + line.lstrip() if _ROLE_LABEL.match(line) else "\n" + line
+        joined = joined.replace(MARKDOWN_IMAGE, MARKDOWN_IMAGE[0] + WORD_JOINER + MARKDOWN_IMAGE[1:])
         return self._guarded_pattern.sub(lambda m: m[0][0] + WORD_JOINER + m[0][1:], joined).strip()
 
     def _image_cap_start(self, turns: tuple[Turn, ...]) -> int:
