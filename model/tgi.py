@@ -14,6 +14,7 @@ the stream closes the connection, and TGI stops generating for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -128,8 +129,11 @@ class TgiBackend:
                 continue
             reply = TgiReply(self._stops if not params.ignore_stop else (), self._end_tokens())
             try:
-                async for event in self._stream_from(replica, fitted, params, reply, submitted_at):
-                    yield event
+                one_try = self._stream_from(replica, fitted, params, reply, submitted_at)
+                # aclosing: leaving this stream closes the server's stream now, not when it is collected.
+                async with contextlib.aclosing(one_try) as events:
+                    async for event in events:
+                        yield event
                 return
             except _RequestFailed as failed:
                 if not self._running:  # stopped under us: end like the local service does
@@ -225,6 +229,8 @@ class TgiBackend:
             await self._pool.check_all()  # a last look before giving up: one may just have come back
             replica = self._pool.pick(exclude=attempts.excluded)
         if replica is None and not attempts.overloaded:
+            if attempts.failed and self._pool.any_healthy:
+                raise GenerationFailed("Every model server that took this request broke it off.")
             raise ServiceStopped(f"No model server can take requests right now ({self._pool.describe()}).")
         return replica
 

@@ -36,19 +36,25 @@ def chatty_loaded(tiny_checkpoint_chatty) -> LoadedModel:
 
 
 @pytest.fixture
-async def start_tgi() -> AsyncIterator[Callable[..., TgiStandIn]]:
+async def stop_at_teardown() -> AsyncIterator[Callable[[object], None]]:
+    """Register started stand-ins and backends; they are stopped, newest first, when the test ends."""
+    running: list = []
+    yield running.append
+    for started in reversed(running):
+        await started.stop()
+
+
+@pytest.fixture
+def start_tgi(stop_at_teardown) -> Callable[..., TgiStandIn]:
     """`await start_tgi(loaded, limits=...)`: a started stand-in, stopped after the test."""
-    started: list[TgiStandIn] = []
 
     async def start(loaded: LoadedModel, **options) -> TgiStandIn:
         server = TgiStandIn(loaded, **options)
         await server.start()
-        started.append(server)
+        stop_at_teardown(server)
         return server
 
-    yield start
-    for server in started:
-        await server.stop()
+    return start
 
 
 @pytest.fixture
@@ -57,17 +63,14 @@ async def tgi(start_tgi, tiny_loaded) -> TgiStandIn:
 
 
 @pytest.fixture
-async def start_backend() -> AsyncIterator[Callable[..., TgiBackend]]:
+def start_backend(stop_at_teardown) -> Callable[..., TgiBackend]:
     """`await start_backend(loaded, [url, ...], **options)`: a started TgiBackend, stopped after the test."""
-    started: list[TgiBackend] = []
 
     async def start(loaded: LoadedModel, urls, **options) -> TgiBackend:
         options = {"retry": FAST_RETRY, "health_interval_s": 0.1, **options}
         backend = TgiBackend(loaded.processor, loaded.max_positions, list(urls), **options)
         await backend.start()
-        started.append(backend)
+        stop_at_teardown(backend)
         return backend
 
-    yield start
-    for backend in started:
-        await backend.stop()
+    return start

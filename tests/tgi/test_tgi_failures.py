@@ -74,6 +74,16 @@ async def test_a_connection_dropped_before_any_text_is_retried_on_another_server
     assert (len(first.received), len(second.received), result.extra["server"]) == (1, 1, second.url)
 
 
+async def test_a_lone_server_that_drops_the_request_fails_it_without_blaming_startup(
+    tgi, start_backend, tiny_loaded
+):
+    backend = await start_backend(tiny_loaded, [tgi.url])
+    tgi.faults.drop_after_tokens = 0
+    with pytest.raises(GenerationFailed, match="broke it off"):
+        await collect(backend, ask("Hello"), GREEDY)
+    assert (await backend.health()).ready  # a dropped request says nothing about the server's health
+
+
 async def test_a_connection_dropped_after_text_was_shown_fails_the_answer(
     start_tgi, start_backend, chatty_loaded
 ):
