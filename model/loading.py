@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
 from model.errors import ModelLoadError
+from model.hub import hub_load_options
 from model.loaded import END_OF_UTTERANCE, FAKE_IMAGE_TOKEN, IMAGE_TOKEN, LoadedModel, LoadOptions
 from model.tokenization import SERVED_FORMAT_OPTIONS, check_tokenization
 
@@ -47,14 +48,16 @@ def load_model(options: LoadOptions) -> LoadedModel:
         source, str(dtype).removeprefix("torch."), options.quantization, options.device_map,
     )
     with _load_errors(options):
-        processor = AutoProcessor.from_pretrained(source, **SERVED_FORMAT_OPTIONS)
+        hub_options = {} if Path(source).is_dir() else hub_load_options(source)
+        processor = AutoProcessor.from_pretrained(source, **SERVED_FORMAT_OPTIONS, **hub_options)
         logger.info(
             "Processor %s loaded (%d tokens, images %s px)",
             type(processor).__name__, len(processor.tokenizer), processor.image_processor.image_size,
         )
         _log_tokenization(processor.tokenizer)
         model = AutoModelForImageTextToText.from_pretrained(
-            source, dtype=dtype, quantization_config=quantization, device_map=_device_map(options)
+            source, dtype=dtype, quantization_config=quantization, device_map=_device_map(options),
+            **hub_options,
         ).eval()
     seconds = time.perf_counter() - started
     _log_weights(model, seconds)
