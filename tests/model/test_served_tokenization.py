@@ -16,6 +16,7 @@ from PIL import Image
 from served_rule import EOU, IMAGE, served_ids
 from transformers import AutoProcessor
 
+from model.errors import PromptTooLong
 from model.loaded import LoadOptions
 from model.loading import load_model
 from model.preamble import load_modes
@@ -98,7 +99,7 @@ def test_a_processor_loaded_the_transformers_5_way_is_not_what_prompts_use(llama
 
 def _rendered_turn(turn: Turn) -> str:
     """One turn as IDEFICS.md's canonical format writes it (never the first thing in the prompt here)."""
-    text = " ".join(p.text for p in turn.parts if isinstance(p, TextPart))
+    text = " ".join(p.text.strip() for p in turn.parts if isinstance(p, TextPart))
     images = sum(1 for p in turn.parts if isinstance(p, ImagePart))
     if turn.role == "assistant":
         return f"\nAssistant: {text}{EOU}"
@@ -135,3 +136,28 @@ def test_byte_level_bpe_checkpoints_keep_their_ids_and_say_so(tiny_checkpoint, c
     text = "<s>User:" + IMAGE + "What is this?" + EOU + "\nAssistant:"
     assert list(built.input_ids) == tokenizer(text, add_special_tokens=False)["input_ids"]
     assert "not SentencePiece" in caplog.text
+
+
+def _chat(exchanges: int) -> tuple[Turn, ...]:
+    turns: list[Turn] = []
+    for n in range(exchanges):
+        turns += [_user(f"Question {n}: what else is in the picture?"), Turn("assistant", (TextPart(f"Thing {n}."),))]
+    return (*turns, _user("And the last one?"))
+
+
+def _text_of(turns: tuple[Turn, ...]) -> str:
+    return "<s>" + "".join(map(_rendered_turn, turns)).replace("\nUser:", "User:", 1) + "\nAssistant:"
+
+
+def test_trimming_and_prompt_too_long_count_real_tokens(llama_loaded, sentencepiece_model):
+    builder = PromptBuilder(llama_loaded, max_images=4)
+    turns, room = _chat(40), 400
+    built = builder.build(Conversation(turns), llama_loaded.max_positions - room)
+    kept = turns[built.dropped_turns :]
+    assert len(built.input_ids) == len(served_ids(sentencepiece_model, _text_of(kept))) <= room
+    one_more = turns[built.dropped_turns - 2 :]
+    assert len(served_ids(sentencepiece_model, _text_of(one_more))) > room
+    too_long = (_user("describe the picture in detail " * 400),)
+    with pytest.raises(PromptTooLong) as raised:
+        builder.build(Conversation(too_long), 512)
+    assert f"about {len(served_ids(sentencepiece_model, _text_of(too_long)))} tokens" in str(raised.value)
