@@ -22,8 +22,8 @@ from model.types import Conversation, Preamble, TextPart, Turn
 CONTEXT_POSITIONS = 2048
 DEFAULT_MAX_NEW_TOKENS = 512
 TABLE_HEADER = (
-    f"| Mode | Tokens it adds to every prompt | Left for the conversation (MAX_NEW_TOKENS={DEFAULT_MAX_NEW_TOKENS}) |"
-    "\n|---|---|---|"
+    "| Mode | Tokens it adds to every prompt | Left for the conversation "
+    f"(MAX_NEW_TOKENS={DEFAULT_MAX_NEW_TOKENS}) |\n|---|---|---|"
 )
 
 

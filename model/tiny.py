@@ -168,7 +168,7 @@ def load_real_tokenizer(path: Path) -> LlamaTokenizer:
 
 
 def _check_sentencepiece_model(path: Path) -> None:
-    """transformers falls back to reading a broken .model as tiktoken, with a misleading error: check first."""
+    """transformers would read a broken .model as tiktoken and say so, misleadingly: check it first."""
     import sentencepiece
 
     try:

@@ -1,4 +1,4 @@
-"""Served-format tokenization: the token ids idefics was trained on and is served with, whatever its files say.
+"""Served-format tokenization: the ids idefics was trained on and is served with, whatever its files say.
 
 idefics's tokenizer is LLaMA's SentencePiece model plus three added tokens. In training, and in TGI (which
 runs the checkpoint's tokenizer.json as it is), every text segment between two special tokens starts with
@@ -38,7 +38,8 @@ class SegmentEncoder:
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
-        added = sorted({token.content for token in tokenizer.added_tokens_decoder.values()}, key=len, reverse=True)
+        added = {token.content for token in tokenizer.added_tokens_decoder.values()}
+        added = sorted(added, key=len, reverse=True)  # the longest first, as the tokenizer matches them
         self._special_ids = {content: tokenizer.convert_tokens_to_ids(content) for content in added}
         self._split = re.compile("(" + "|".join(map(re.escape, added)) + ")") if added else None
 
@@ -101,13 +102,16 @@ def check_tokenization(tokenizer: Any) -> TokenizationCheck:
     bos = tokenizer.bos_token or ""
     probe = bos + "".join(_PROBE_SEGMENTS)
     whole = tokenizer(probe, add_special_tokens=False)["input_ids"]
-    pieces = tokenizer.convert_ids_to_tokens(tokenizer("User: the cat", add_special_tokens=False)["input_ids"])
-    first_piece = tokenizer.convert_ids_to_tokens(tokenizer("User:", add_special_tokens=False)["input_ids"][:1])
+    pieces = _pieces(tokenizer, "User: the cat")
     return TokenizationCheck(
         tokenizer_class=type(tokenizer).__name__,
         sentencepiece=any(piece.startswith(DUMMY_PREFIX) for piece in pieces),
-        dummy_prefix=bool(first_piece) and first_piece[0].startswith(DUMMY_PREFIX),
+        dummy_prefix=pieces[0].startswith(DUMMY_PREFIX),
         processor_agrees=list(whole) == encoder.encode(probe),
         example=bos + _PROBE_SEGMENTS[0],
         example_ids=tuple(encoder.encode(bos + _PROBE_SEGMENTS[0])),
     )
+
+
+def _pieces(tokenizer: Any, text: str) -> list[str]:
+    return tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -32,7 +32,8 @@ def llama_checkpoint(tmp_path_factory, llama_tokenizer_file) -> Path:
     """A tiny random IDEFICS checkpoint with the real tokenizer, written by make-tiny-model --tokenizer."""
     from model.tiny import make_tiny_checkpoint
 
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-idefics-llama"), tokenizer_path=llama_tokenizer_file)
+    directory = tmp_path_factory.mktemp("tiny-idefics-llama")
+    return make_tiny_checkpoint(directory, tokenizer_path=llama_tokenizer_file)
 
 
 @pytest.fixture(scope="session")

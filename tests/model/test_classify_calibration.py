@@ -41,7 +41,8 @@ def test_label_text_that_looks_special_stays_literal(llama_loaded):
 
 
 async def _scores(checkpoint, labels):
-    service = ModelService(load_model(LoadOptions(model_id=str(checkpoint), dtype="float32", device_map=None)))
+    options = LoadOptions(model_id=str(checkpoint), dtype="float32", device_map=None)
+    service = ModelService(load_model(options))
     await service.start()
     try:
         image = ImagePart(Image.new("RGB", (30, 30), (120, 80, 40)))

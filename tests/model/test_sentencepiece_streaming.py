@@ -1,4 +1,4 @@
-"""Streaming with idefics's real SentencePiece pieces: every space and newline survives, "\\nUser:" is held and cut.
+"""Streaming with idefics's real SentencePiece pieces: every space and newline stays, "\\nUser:" is cut.
 
 SentencePiece marks a word's leading space with "▁" and drops it when a slice starting with that piece is
 decoded on its own, so naive per-token decoding shows "Thecat". Its newline is the byte piece <0x0A>.
@@ -14,7 +14,15 @@ from model.loaded import LoadOptions
 from model.loading import load_model
 from model.service import ModelService
 from model.stopping import NEW_USER_TURN, IncrementalDecoder, RowStopper
-from model.types import Conversation, FinishReason, GenerationParams, GenerationResult, ImagePart, TextPart, Turn
+from model.types import (
+    Conversation,
+    FinishReason,
+    GenerationParams,
+    GenerationResult,
+    ImagePart,
+    TextPart,
+    Turn,
+)
 
 TEXTS = [
     "The cat sat on the mat.\n\nIt looks  out of the window:\tthe street, a bird!",
@@ -74,7 +82,8 @@ def _ask() -> Conversation:
 
 
 async def _stream(checkpoint) -> tuple[list[str], GenerationResult]:
-    service = ModelService(load_model(LoadOptions(model_id=str(checkpoint), dtype="float32", device_map=None)))
+    options = LoadOptions(model_id=str(checkpoint), dtype="float32", device_map=None)
+    service = ModelService(load_model(options))
     await service.start()
     deltas, result = [], None
     try:
@@ -89,7 +98,8 @@ async def _stream(checkpoint) -> tuple[list[str], GenerationResult]:
 
 
 async def test_the_service_streams_sentencepiece_replies_with_their_spaces(tmp_path, llama_tokenizer_file):
-    chain = [":", "\u2581The", "\u2581cat", "\u2581sat", ".", "<0x0A>", "\u2581\u2581", "It", "<end_of_utterance>"]
+    chain = [":", "\u2581The", "\u2581cat", "\u2581sat", ".", "<0x0A>", "\u2581\u2581", "It"]
+    chain.append("<end_of_utterance>")
     deltas, result = await _stream(make_chain_checkpoint(tmp_path / "spaces", chain, llama_tokenizer_file))
     assert result.finish_reason is FinishReason.END_OF_UTTERANCE
     assert result.text == "The cat sat.\n  It" == "".join(deltas)

@@ -1,4 +1,4 @@
-"""Prompts reach the model with the ids idefics-9b-instruct was trained and served with, whatever its files say.
+"""Prompts reach the model in the ids idefics-9b-instruct was trained and served with, whatever its files say.
 
 The reference ids come from TGI's integration snapshot for idefics-9b-instruct
 (huggingface/text-generation-inference, integration-tests/models/__snapshots__/test_idefics/test_idefics.json)
@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 from PIL import Image
-from served_rule import EOU, IMAGE, served_ids
+from served_rule import ASSISTANT_AFTER_EOU, EOU, IMAGE, TGI_PREFILL, TGI_QUESTION, served_ids
 from transformers import AutoProcessor
 
 from model.errors import PromptTooLong
@@ -24,10 +24,6 @@ from model.prompt import PromptBuilder
 from model.tokenization import check_tokenization
 from model.types import Conversation, ImagePart, TextPart, Turn
 
-TGI_QUESTION = "Can you tell me a very short story based on the image?"
-TGI_PREFILL = [1, 4911, 29901, 32000, 32001, 32000, 1815, 366, 2649, 592, 263, 1407, 3273, 5828, 2729, 373, 278, 1967, 29973]
-# What idefics-9b-instruct writes after <end_of_utterance> in TGI's snapshot: " \nAssistant:".
-ASSISTANT_AFTER_EOU = [29871, 13, 7900, 22137, 29901]
 RED = Image.new("RGB", (24, 24), "red")
 BLUE = Image.new("RGB", (24, 24), "blue")
 
@@ -66,9 +62,12 @@ def _tokenizer_variant(checkpoint, directory, files: str, legacy):
     return copy
 
 
-@pytest.mark.parametrize(
-    "files", ["tokenizer.json and tokenizer.model", "tokenizer.json only", "tokenizer.model only", "older hub config"]
-)
+LAYOUTS = [
+    "tokenizer.json and tokenizer.model", "tokenizer.json only", "tokenizer.model only", "older hub config",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("files", LAYOUTS)
 @pytest.mark.parametrize("legacy", ["no legacy key", False, True])
 def test_every_tokenizer_layout_and_legacy_setting_gives_the_served_ids(
     llama_checkpoint, tmp_path, caplog, files, legacy
@@ -123,7 +122,8 @@ def test_three_turns_with_two_images_and_the_default_preamble_are_in_the_served_
     assert list(built.input_ids) == expected
     assert built.input_ids[-5:] == tuple(ASSISTANT_AFTER_EOU)
     # Each turn boundary after <end_of_utterance> keeps the "▁" (29871) the model saw in training.
-    user_boundaries = sum(1 for i in range(len(expected) - 3) if expected[i : i + 4] == [32002, 29871, 13, 2659])
+    boundary = [32002, 29871, 13, 2659]  # <end_of_utterance> "▁" "\n" "User"
+    user_boundaries = sum(1 for i in range(len(expected)) if expected[i : i + 4] == boundary)
     user_turns = sum(1 for turn in preamble.examples + turns if turn.role == "user")
     assert user_boundaries == user_turns - 1  # all but the first, which follows the instruction
 
@@ -141,7 +141,7 @@ def test_byte_level_bpe_checkpoints_keep_their_ids_and_say_so(tiny_checkpoint, c
 def _chat(exchanges: int) -> tuple[Turn, ...]:
     turns: list[Turn] = []
     for n in range(exchanges):
-        turns += [_user(f"Question {n}: what else is in the picture?"), Turn("assistant", (TextPart(f"Thing {n}."),))]
+        turns += [_user(f"Question {n}: what else is there?"), Turn("assistant", (TextPart(f"Thing {n}."),))]
     return (*turns, _user("And the last one?"))
 
 

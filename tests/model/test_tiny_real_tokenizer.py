@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from PIL import Image
+from served_rule import TGI_PREFILL, TGI_QUESTION
 
 from bot.cli import main as cli_main
 from model.loaded import LoadOptions
@@ -15,8 +16,7 @@ from model.loading import load_model
 from model.tiny import make_tiny_checkpoint
 
 FIXTURE_SHA256 = "9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347"
-TGI_ITEMS = ["User:", Image.new("RGB", (30, 30), "red"), "Can you tell me a very short story based on the image?"]
-TGI_PREFILL = [1, 4911, 29901, 32000, 32001, 32000, 1815, 366, 2649, 592, 263, 1407, 3273, 5828, 2729, 373, 278, 1967, 29973]
+TGI_ITEMS = ["User:", Image.new("RGB", (30, 30), "red"), TGI_QUESTION]
 
 
 def _load(directory):
@@ -27,7 +27,8 @@ def test_the_fixture_is_the_documented_llama_tokenizer(llama_tokenizer_file, sen
     assert hashlib.sha256(llama_tokenizer_file.read_bytes()).hexdigest() == FIXTURE_SHA256
     assert FIXTURE_SHA256 in (llama_tokenizer_file.parent / "README.md").read_text()
     text = "The cat is looking out of the window at the street below."
-    assert sentencepiece_model.encode(text) == [450, 6635, 338, 3063, 714, 310, 278, 3474, 472, 278, 11952, 2400, 29889]
+    expected = [450, 6635, 338, 3063, 714, 310, 278, 3474, 472, 278, 11952, 2400, 29889]  # its README says
+    assert sentencepiece_model.encode(text) == expected
 
 
 def test_the_cli_writes_the_hub_layout_with_the_real_vocabulary(tmp_path, llama_tokenizer_file, capsys):
@@ -38,20 +39,21 @@ def test_the_cli_writes_the_hub_layout_with_the_real_vocabulary(tmp_path, llama_
         assert (directory / name).is_file(), name
     assert hashlib.sha256((directory / "tokenizer.model").read_bytes()).hexdigest() == FIXTURE_SHA256
     config = json.loads((directory / "tokenizer_config.json").read_text())
-    assert config["tokenizer_class"] == "LlamaTokenizer" and "legacy" not in config  # as transformers saves it
+    assert config["tokenizer_class"] == "LlamaTokenizer"
+    assert "legacy" not in config  # as transformers 5 saves it: the case that used to go wrong
     special = json.loads((directory / "special_tokens_map.json").read_text())
     assert special["pad_token"] == "<unk>" and "<end_of_utterance>" in special["additional_special_tokens"]
     loaded = _load(directory)
     tokenizer = loaded.processor.tokenizer
     assert len(tokenizer) == 32003 and loaded.model.config.vocab_size == 32000
-    assert tokenizer.convert_tokens_to_ids(["<fake_token_around_image>", "<image>", "<end_of_utterance>"]) == [
-        32000, 32001, 32002,
-    ]  # fmt: skip
+    idefics_tokens = ["<fake_token_around_image>", "<image>", "<end_of_utterance>"]
+    assert tokenizer.convert_tokens_to_ids(idefics_tokens) == [32000, 32001, 32002]
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (1, 2, 0)
 
 
 def test_a_tokenizer_json_works_as_the_source_too(tmp_path, llama_checkpoint):
-    directory = make_tiny_checkpoint(tmp_path / "from-json", tokenizer_path=llama_checkpoint / "tokenizer.json")
+    source = llama_checkpoint / "tokenizer.json"
+    directory = make_tiny_checkpoint(tmp_path / "from-json", tokenizer_path=source)
     assert not (directory / "tokenizer.model").exists()
     assert _load(directory).processor(text=TGI_ITEMS)["input_ids"][0].tolist() == TGI_PREFILL
 
@@ -70,7 +72,8 @@ def _greedy_pieces(loaded, items, max_new_tokens=6) -> list[str]:
         output = loaded.model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, bad_words_ids=[[32000], [32001]]
         )
-    return loaded.processor.tokenizer.convert_ids_to_tokens(output[0, inputs["input_ids"].shape[1] :].tolist())
+    new_ids = output[0, inputs["input_ids"].shape[1] :].tolist()
+    return loaded.processor.tokenizer.convert_ids_to_tokens(new_ids)
 
 
 @pytest.mark.parametrize(
@@ -78,5 +81,6 @@ def _greedy_pieces(loaded, items, max_new_tokens=6) -> list[str]:
 )
 def test_the_reply_shaping_knobs_work_with_the_real_tokenizer(tmp_path, llama_tokenizer_file, knob, expected):
     loaded = _load(make_tiny_checkpoint(tmp_path / "knob", tokenizer_path=llama_tokenizer_file, **knob))
-    pieces = _greedy_pieces(loaded, ["User:", TGI_ITEMS[1], "What is this?<end_of_utterance>", "\nAssistant:"])
+    items = ["User:", TGI_ITEMS[1], "What is this?<end_of_utterance>", "\nAssistant:"]
+    pieces = _greedy_pieces(loaded, items)
     assert pieces[0] != expected and pieces[1:3] == [expected, expected]
