@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("directory", type=Path)
     tiny.add_argument("--size", choices=["tiny", "small"], default="tiny")
+    tiny.add_argument(
+        "--tokenizer", type=Path, metavar="PATH",
+        help="use this real tokenizer (tokenizer.model or tokenizer.json) instead of a small trained one",
+    )
     commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
     return parser
 
@@ -93,11 +97,16 @@ def _without_connection_tracebacks(record: logging.LogRecord) -> bool:
     return True
 
 
-def _make_tiny_model(directory: Path, size: str) -> int:
+def _make_tiny_model(directory: Path, size: str, tokenizer: Path | None) -> int:
     from model.tiny import make_tiny_checkpoint
 
-    path = make_tiny_checkpoint(directory, size=size)
-    print(f"Wrote a random {size} IDEFICS checkpoint to {path}. Use it with MODEL_ID={path}")
+    try:
+        path = make_tiny_checkpoint(directory, size=size, tokenizer_path=tokenizer)
+    except ValueError as error:  # a tokenizer file that is not one
+        print(f"idefics-bot: {error}", file=sys.stderr)
+        return 2
+    with_tokenizer = f" with the tokenizer {tokenizer}" if tokenizer else ""
+    print(f"Wrote a random {size} IDEFICS checkpoint{with_tokenizer} to {path}. Use it with MODEL_ID={path}")
     return 0
 
 
@@ -113,7 +122,7 @@ def _migrate(settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "make-tiny-model":
-        return _make_tiny_model(args.directory, args.size)
+        return _make_tiny_model(args.directory, args.size, args.tokenizer)
     settings = _load_settings()
     if args.command == "migrate":
         return _migrate(settings)

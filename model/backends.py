@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,12 +90,18 @@ async def _tgi_backend(options: BackendOptions) -> ModelBackend:
 
 
 def load_processor(model_id: str) -> tuple[Any, int]:
-    """The checkpoint's processor and context size, without its weights (hub id or local directory)."""
+    """The checkpoint's processor and context size, without its weights (hub id or local directory).
+
+    Loaded as model/loading.py loads it (the served-format tokenizer; a fast failure without the hub)."""
     from transformers import AutoConfig, AutoProcessor
 
+    from model.hub import hub_load_options
+    from model.tokenization import SERVED_FORMAT_OPTIONS
+
+    options = {} if Path(model_id).expanduser().is_dir() else hub_load_options(model_id)
     try:
-        processor = AutoProcessor.from_pretrained(model_id)
-        max_positions = int(AutoConfig.from_pretrained(model_id).max_position_embeddings)
+        processor = AutoProcessor.from_pretrained(model_id, **SERVED_FORMAT_OPTIONS, **options)
+        max_positions = int(AutoConfig.from_pretrained(model_id, **options).max_position_embeddings)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(

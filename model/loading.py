@@ -19,7 +19,9 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
 from model.errors import ModelLoadError
+from model.hub import hub_load_options
 from model.loaded import END_OF_UTTERANCE, FAKE_IMAGE_TOKEN, IMAGE_TOKEN, LoadedModel, LoadOptions
+from model.tokenization import SERVED_FORMAT_OPTIONS, check_tokenization
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +48,16 @@ def load_model(options: LoadOptions) -> LoadedModel:
         source, str(dtype).removeprefix("torch."), options.quantization, options.device_map,
     )
     with _load_errors(options):
-        processor = AutoProcessor.from_pretrained(source)
+        hub_options = {} if Path(source).is_dir() else hub_load_options(source)
+        processor = AutoProcessor.from_pretrained(source, **SERVED_FORMAT_OPTIONS, **hub_options)
         logger.info(
             "Processor %s loaded (%d tokens, images %s px)",
             type(processor).__name__, len(processor.tokenizer), processor.image_processor.image_size,
         )
+        _log_tokenization(processor.tokenizer)
         model = AutoModelForImageTextToText.from_pretrained(
-            source, dtype=dtype, quantization_config=quantization, device_map=_device_map(options)
+            source, dtype=dtype, quantization_config=quantization, device_map=_device_map(options),
+            **hub_options,
         ).eval()
     seconds = time.perf_counter() - started
     _log_weights(model, seconds)
@@ -237,6 +242,12 @@ def _describe(model, processor, options: LoadOptions, dtype: torch.dtype, second
         image_token_ids=(int(image_id), int(fake_id)),
         load_seconds=seconds,
     )
+
+
+def _log_tokenization(tokenizer) -> None:
+    check = check_tokenization(tokenizer)
+    healthy = check.served_format and check.processor_agrees
+    logger.log(logging.INFO if healthy else logging.WARNING, "%s", check.describe())
 
 
 def _log_weights(model, seconds: float) -> None:

@@ -13,8 +13,9 @@ Text from users (and stored replies) is made literal before it goes in:
 - a string item that the processor would take for an image URL to fetch gets a WORD JOINER in front;
 - ``![](`` gets a WORD JOINER after its ``!``: a text-generation-inference server reads ``![](...)`` in its
   input as an image to fetch or decode, so text must never spell it.
-The ids are then computed exactly as `IdeficsProcessor` computes them from the items, and checked: the
-number of special tokens must be what the template put there, or the prompt is refused.
+The ids are then computed in the served format (model/tokenization.py: each text segment between special
+tokens tokenized on its own, as the model was trained), from the text `IdeficsProcessor` makes of the items,
+and checked: the number of special tokens must be what the template put there, or the prompt is refused.
 
 Fitting: the prompt may use ``max_positions - max_new_tokens`` tokens. Whole oldest turns are dropped
 first, never the preamble or the newest user turn, and never leaving an assistant turn first. Images are
@@ -34,12 +35,14 @@ from transformers.models.idefics.processing_idefics import is_url
 
 from model.errors import ModelError, PromptTooLong
 from model.loaded import END_OF_UTTERANCE, FAKE_IMAGE_TOKEN, IMAGE_TOKEN
+from model.tokenization import SegmentEncoder
 from model.types import BuiltPrompt, Conversation, ImagePart, Preamble, TextPart, Turn
 
 WORD_JOINER = "\u2060"
 MARKDOWN_IMAGE = "![]("
-# Whitespace and invisible format characters that may hide in front of a role label.
-_INVISIBLE = "\\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+# Whitespace and invisible format characters that may hide in front of a role label; U+2581 ("▁") is
+# SentencePiece's space, so to the model it is whitespace too.
+_INVISIBLE = "\\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2581\ufeff"
 _ROLE_LABEL = re.compile(
     f"^[{_INVISIBLE}]*(user|assistant)[{_INVISIBLE}]*[:\u02f8\u2236\ua789\ufe13\ufe55\uff1a]", re.IGNORECASE
 )
@@ -68,6 +71,7 @@ class PromptBuilder:
         self._guarded_pattern = re.compile("|".join(map(re.escape, guarded)), re.IGNORECASE)
         self._guarded_ids = frozenset(self._tokenizer.convert_tokens_to_ids(guarded))
         self._eou_guarded = END_OF_UTTERANCE in guarded
+        self._encoder = SegmentEncoder(self._tokenizer)
 
     def build(self, conversation: Conversation, max_new_tokens: int) -> BuiltPrompt:
         """Render, trim to fit `max_positions - max_new_tokens`, and cap images; see the module docstring."""
@@ -157,7 +161,11 @@ class PromptBuilder:
         return [label, *images, text + END_OF_UTTERANCE]
 
     def _encode(self, items: list, end_of_utterances: int) -> tuple[int, ...]:
-        """Ids exactly as IdeficsProcessor makes them from `items`, checked for smuggled special tokens."""
+        """Served-format ids for `items` (see model/tokenization.py), checked for smuggled special tokens.
+
+        The text is what IdeficsProcessor makes of the items; with the served-format tokenizer the
+        processor gives the same ids.
+        """
         full_text = self._tokenizer.bos_token
         expected_specials = 1 + (end_of_utterances if self._eou_guarded else 0)
         last_was_image = False
@@ -170,7 +178,7 @@ class PromptBuilder:
                 full_text += opening + IMAGE_TOKEN + FAKE_IMAGE_TOKEN
                 expected_specials += 2 if last_was_image else 3
                 last_was_image = True
-        input_ids = self._tokenizer(full_text, add_special_tokens=False)["input_ids"]
+        input_ids = self._encoder.encode(full_text)
         if sum(1 for token_id in input_ids if token_id in self._guarded_ids) != expected_specials:
             raise ModelError("The prompt could not be made safe: text produced special tokens.")
         return tuple(input_ids)

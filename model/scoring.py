@@ -19,9 +19,10 @@ from model.batch import PreparedPrompt, collate, image_dims
 from model.generation import pad_token_id
 from model.loaded import LoadedModel
 
-# The prompt ends with "\nAssistant:"; tokenizing an option right after this anchor gives the ids the
-# model would write there (a sentencepiece tokenizer would otherwise add its own leading space).
-_ANCHOR = "Assistant:"
+# The prompt ends with "\nAssistant:". The model learnt a reply as part of the segment that starts there
+# ("\nAssistant: dog<end_of_utterance>"), so an option's ids are that segment's ids after the anchor's:
+# "▁dog" for LLaMA's SentencePiece, whose leading "▁" is the option's space.
+_ANCHOR = "\nAssistant:"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def _literal_ids(tokenizer: Any, text: str) -> list[int]:
 
 
 def continuation_ids(tokenizer: Any, option: str, end_of_utterance_id: int) -> list[int]:
-    """Token ids of `option` written as a reply after "Assistant:", ending with <end_of_utterance>."""
+    """Token ids of `option` written as the whole reply after "\\nAssistant:", then <end_of_utterance>."""
     anchor = _literal_ids(tokenizer, _ANCHOR)
     with_option = _literal_ids(tokenizer, f"{_ANCHOR} {option.strip()}")
     if with_option[: len(anchor)] == anchor and len(with_option) > len(anchor):

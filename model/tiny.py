@@ -2,7 +2,10 @@
 
 A tiny checkpoint has the real architecture (`IdeficsForVisionText2Text`), a real `IdeficsProcessor` and a
 byte-level BPE tokenizer trained here on a few paragraphs of English, so it loads through exactly the same
-code path (`model.loading.load_model`) as `HuggingFaceM4/idefics-9b-instruct`. Its answers are nonsense,
+code path (`model.loading.load_model`) as `HuggingFaceM4/idefics-9b-instruct`. Given a real tokenizer
+(`tokenizer_path`: LLaMA's SentencePiece `tokenizer.model`, or a `tokenizer.json`), it uses that instead:
+the real vocabulary (32000 pieces, the IDEFICS tokens at 32000-32002), written in the hub's layout, so
+tests see what the bot does with the real checkpoint's tokenization. Its answers are nonsense,
 but they are deterministic and they depend on the image: the cross-attention gates start at one instead of
 zero and the weights are drawn with a large `initializer_range`, so different images give different
 greedy outputs.
@@ -22,6 +25,9 @@ the model still writes at least one token of its own before it says ``<end_of_ut
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -32,10 +38,12 @@ from transformers import (
     IdeficsForVisionText2Text,
     IdeficsImageProcessor,
     IdeficsProcessor,
+    LlamaTokenizer,
     PreTrainedTokenizerFast,
 )
 
 from model.loaded import END_OF_UTTERANCE, FAKE_IMAGE_TOKEN, IMAGE_TOKEN
+from model.tokenization import SERVED_FORMAT_OPTIONS
 
 Size = Literal["tiny", "small"]
 
@@ -75,6 +83,7 @@ def make_tiny_checkpoint(
     seed: int = 0,
     eou_bias: float | None = None,
     chatty_word: str | None = None,
+    tokenizer_path: Path | None = None,
 ) -> Path:
     """Write a random IDEFICS checkpoint, its processor and tokenizer to `directory`; return it.
 
@@ -82,10 +91,11 @@ def make_tiny_checkpoint(
     but the prompt's final ":", so greedy replies stop after a token or two (see the module docstring).
     `chatty_word` (one token of the tokenizer, e.g. " the") is favoured the same way instead, so greedy
     replies repeat it until `max_new_tokens`: long answers on demand.
+    `tokenizer_path` (a `tokenizer.model` or `tokenizer.json`) replaces the trained BPE tokenizer.
     """
+    tokenizer = build_tokenizer() if tokenizer_path is None else load_real_tokenizer(Path(tokenizer_path))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     model = IdeficsForVisionText2Text(tiny_config(tokenizer, size)).eval()
     if eou_bias is not None:
@@ -102,6 +112,8 @@ def make_tiny_checkpoint(
         image_processor=IdeficsImageProcessor(image_size=IMAGE_SIZE), tokenizer=tokenizer
     )
     processor.save_pretrained(directory)
+    if tokenizer_path is not None:
+        _complete_hub_layout(directory, Path(tokenizer_path), tokenizer)
     return directory
 
 
@@ -126,6 +138,57 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         extra_special_tokens=list(IDEFICS_SPECIAL_TOKENS),
         model_max_length=2048,
     )
+
+
+def load_real_tokenizer(path: Path) -> LlamaTokenizer:
+    """idefics's tokenizer from LLaMA's `tokenizer.model` or a `tokenizer.json`, plus the IDEFICS tokens.
+
+    LLaMA has no padding piece; idefics pads with `<unk>`.
+    """
+    hub_name = {".model": "tokenizer.model", ".json": "tokenizer.json"}.get(path.suffix)
+    if hub_name is None or not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a SentencePiece .model file or a tokenizer.json file")
+    if hub_name == "tokenizer.model":
+        _check_sentencepiece_model(path)
+    with tempfile.TemporaryDirectory() as staging:  # a folder of its own: nothing else in it is read
+        shutil.copyfile(path, Path(staging) / hub_name)
+        try:
+            tokenizer = LlamaTokenizer.from_pretrained(
+                staging, local_files_only=True, pad_token="<unk>", **SERVED_FORMAT_OPTIONS
+            )
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise ValueError(f"{str(path)!r} could not be read as a tokenizer: {error}") from error
+    tokenizer.add_special_tokens({"additional_special_tokens": list(IDEFICS_SPECIAL_TOKENS)})
+    for bookkeeping in ("name_or_path", "is_local", "local_files_only", "vocab_file", "legacy"):
+        tokenizer.init_kwargs.pop(bookkeeping, None)  # from_pretrained's, not the checkpoint's
+    ids = tokenizer.convert_tokens_to_ids(list(IDEFICS_SPECIAL_TOKENS))
+    if ids != list(range(len(tokenizer) - len(ids), len(tokenizer))):
+        raise ValueError(f"the IDEFICS tokens must be the last ids of the vocabulary, not {ids}")
+    return tokenizer
+
+
+def _check_sentencepiece_model(path: Path) -> None:
+    """transformers would read a broken .model as tiktoken and say so, misleadingly: check it first."""
+    import sentencepiece
+
+    try:
+        sentencepiece.SentencePieceProcessor(model_file=str(path))
+    except (OSError, RuntimeError) as error:
+        raise ValueError(f"{str(path)!r} is not a SentencePiece model ({error})") from error
+
+
+def _complete_hub_layout(directory: Path, source: Path, tokenizer: LlamaTokenizer) -> None:
+    """Add what `hf download` of idefics has beside tokenizer.json and tokenizer_config.json."""
+    if source.suffix == ".model":
+        shutil.copyfile(source, directory / "tokenizer.model")
+    special_tokens = {
+        "bos_token": tokenizer.bos_token,
+        "eos_token": tokenizer.eos_token,
+        "unk_token": tokenizer.unk_token,
+        "pad_token": tokenizer.pad_token,
+        "additional_special_tokens": list(IDEFICS_SPECIAL_TOKENS),
+    }
+    (directory / "special_tokens_map.json").write_text(json.dumps(special_tokens, indent=2) + "\n")
 
 
 def tiny_config(tokenizer: PreTrainedTokenizerFast, size: Size) -> IdeficsConfig:
@@ -174,6 +237,10 @@ _SIZES = {
 
 
 CHATTY_BIAS = 30.0
+TOKENIZER_HELP = (
+    "use this real tokenizer (LLaMA's SentencePiece tokenizer.model, or a tokenizer.json) instead of a "
+    "small trained one"
+)
 
 
 @torch.no_grad()
@@ -196,15 +263,23 @@ def _build_constant_channel(model: IdeficsForVisionText2Text, tokenizer) -> None
 @torch.no_grad()
 def _favour_token(model: IdeficsForVisionText2Text, tokenizer, text: str, bias: float) -> None:
     """Make the lm_head row of the single token `text` read channel 0 with weight `bias`."""
-    token_ids = tokenizer(text, add_special_tokens=False).input_ids
-    if len(token_ids) != 1:
-        raise ValueError(f"{text!r} is {len(token_ids)} tokens for the tiny tokenizer; pick a single token")
     weight = model.lm_head.weight
-    row = token_ids[0]
+    row = single_token_id(tokenizer, text)
     if row >= model.config.vocab_size:  # the IDEFICS tokens live in lm_head's additional rows
         weight, row = model.lm_head.additional_fc.weight, row - model.config.vocab_size
     weight[row, :] = 0.0
     weight[row, 0] = bias / _constant_channel_readout(model, tokenizer)
+
+
+def single_token_id(tokenizer, text: str) -> int:
+    """The id of the one token that writes `text` (" the": "Ġthe" for byte-level BPE, "▁the" for LLaMA)."""
+    token_ids = tokenizer(text, add_special_tokens=False).input_ids
+    if len(token_ids) != 1 and text.startswith(" "):
+        # SentencePiece writes a word's leading space itself, as its dummy prefix "▁".
+        token_ids = tokenizer(text[1:], add_special_tokens=False).input_ids
+    if len(token_ids) != 1:
+        raise ValueError(f"{text!r} is {len(token_ids)} tokens for this tokenizer; pick a single token")
+    return token_ids[0]
 
 
 @torch.no_grad()
@@ -228,8 +303,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=sorted(_SIZES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eou-bias", type=float, default=None, help="make replies end after a token")
+    parser.add_argument("--tokenizer", type=Path, default=None, help=TOKENIZER_HELP)
     args = parser.parse_args(argv)
-    path = make_tiny_checkpoint(args.directory, size=args.size, seed=args.seed, eou_bias=args.eou_bias)
+    path = make_tiny_checkpoint(
+        args.directory, size=args.size, seed=args.seed, eou_bias=args.eou_bias, tokenizer_path=args.tokenizer
+    )
     print(f"Wrote a {args.size} random IDEFICS checkpoint to {path}; set MODEL_ID={path} to use it.")
 
 

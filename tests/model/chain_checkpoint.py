@@ -20,13 +20,14 @@ from model.tiny import make_tiny_checkpoint
 LINK_WEIGHT = 1e4
 
 
-def make_chain_checkpoint(directory: Path, chain: Sequence[str]) -> Path:
+def make_chain_checkpoint(directory: Path, chain: Sequence[str], tokenizer_path: Path | None = None) -> Path:
     """Write a tiny checkpoint that, after each text in `chain`, strongly prefers the next one.
 
-    Every text must be a single token of the tiny tokenizer (special tokens such as "<image>" included);
-    a text may appear twice (a cycle).
+    Every text must be a single token of the tokenizer (special tokens such as "<image>" included), or
+    the name of one of its pieces ("▁cat", "<0x0A>" for the LLaMA tokenizer of `tokenizer_path`); a
+    text may appear twice (a cycle).
     """
-    make_tiny_checkpoint(directory)
+    make_tiny_checkpoint(directory, tokenizer_path=tokenizer_path)
     tokenizer = AutoProcessor.from_pretrained(directory).tokenizer
     ids = [_single_token(tokenizer, text) for text in chain]
     links: dict[int, int] = {}
@@ -39,6 +40,9 @@ def make_chain_checkpoint(directory: Path, chain: Sequence[str]) -> Path:
 
 
 def _single_token(tokenizer, text: str) -> int:
+    piece_id = tokenizer.get_vocab().get(text)
+    if piece_id is not None:
+        return piece_id
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
         raise ValueError(f"{text!r} is {len(ids)} tokens for the tiny tokenizer, not one")
