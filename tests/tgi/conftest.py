@@ -16,6 +16,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from collections.abc import AsyncIterator, Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -33,6 +34,15 @@ def tiny_loaded(tiny_checkpoint) -> LoadedModel:
 @pytest.fixture(scope="session")
 def chatty_loaded(tiny_checkpoint_chatty) -> LoadedModel:
     return load(tiny_checkpoint_chatty)
+
+
+@pytest.fixture(scope="session")
+def llama_loaded(tmp_path_factory) -> LoadedModel:
+    """A tiny checkpoint with idefics's real LLaMA SentencePiece tokenizer (the repository's fixture)."""
+    from model.tiny import make_tiny_checkpoint
+
+    tokenizer = Path(__file__).parents[1] / "fixtures" / "llama-tokenizer" / "tokenizer.model"
+    return load(make_tiny_checkpoint(tmp_path_factory.mktemp("tgi-llama"), tokenizer_path=tokenizer))
 
 
 @pytest.fixture

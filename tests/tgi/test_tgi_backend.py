@@ -66,6 +66,27 @@ async def test_answers_word_for_word_what_the_local_service_answers(tgi, start_b
         assert result.extra["server"] == tgi.url
 
 
+async def test_with_the_real_tokenizer_too_answers_and_scores_match_the_local_service(
+    start_tgi, start_backend, llama_loaded
+):
+    tgi = await start_tgi(llama_loaded)
+    backend = await start_backend(llama_loaded, [tgi.url])
+    local = ModelService(llama_loaded)
+    await local.start()
+    try:
+        for conversation in conversations():
+            _, expected = await collect(local, conversation, GREEDY)
+            events, result = await collect(backend, conversation, GREEDY)
+            assert (result.text, result.finish_reason) == (expected.text.rstrip("\ufffd"), expected.finish_reason)
+            assert deltas(events) == result.text
+        conversation = ask("Which is it?", colour((200, 30, 30)))
+        expected_scores = await local.score_options(conversation, ["cat", "dog", "a red square"])
+        remote_scores = await backend.score_options(conversation, ["cat", "dog", "a red square"])
+    finally:
+        await local.stop()
+    assert remote_scores == pytest.approx(expected_scores, abs=1e-3)
+
+
 async def test_images_go_inline_as_data_uris_and_user_text_never_becomes_an_image(
     tgi, start_backend, tiny_loaded
 ):
