@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=SETTINGS_NOTE,
     )
     try_out.add_argument(
-        "--max-new-tokens", type=int, default=TRY_MAX_NEW_TOKENS, metavar="N",
+        "--max-new-tokens", type=_answer_length, default=TRY_MAX_NEW_TOKENS, metavar="N",
         help="longest answer in tokens (default: %(default)s; MAX_NEW_TOKENS is not used here)",
     )
     try_out.add_argument(
@@ -171,7 +171,22 @@ def _migrate(settings: Settings) -> int:
 def _try(settings: Settings, max_new_tokens: int, tiny: bool) -> int:
     from bot.try_out import try_out
 
-    return try_out(settings, max_new_tokens=max_new_tokens, tiny=tiny)
+    try:
+        return try_out(settings, max_new_tokens=max_new_tokens, tiny=tiny)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - known start-up failures become one sentence
+        return explain_start_failure(error, settings)
+
+
+def _answer_length(value: str) -> int:
+    """--max-new-tokens: what MAX_NEW_TOKENS accepts."""
+    limits = Settings.model_fields["max_new_tokens"].metadata
+    low = next(rule.ge for rule in limits if hasattr(rule, "ge"))
+    high = next(rule.le for rule in limits if hasattr(rule, "le"))
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise argparse.ArgumentTypeError(f"give a whole number from {low} to {high}")
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> int:
