@@ -44,6 +44,19 @@ def _parser() -> argparse.ArgumentParser:
         "Needs TELEGRAM_BOT_TOKEN.",
         epilog=SETTINGS_NOTE,
     )
+    _add_try(commands)
+    commands.add_parser(
+        "migrate",
+        help="upgrade the database schema to the latest revision",
+        description="Upgrade the database at DATABASE_URL to the latest schema revision and exit "
+        "(`run` does this too when it starts).",
+        epilog=SETTINGS_NOTE,
+    )
+    _add_make_tiny_model(commands)
+    return parser
+
+
+def _add_try(commands: argparse._SubParsersAction) -> None:
     try_out = commands.add_parser(
         "try",
         help="chat with the bot in this terminal, offline, without a Telegram token",
@@ -60,13 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     try_out.add_argument(
         "--tiny", action="store_true", help="use the tiny random model even when MODEL_ID is set"
     )
-    commands.add_parser(
-        "migrate",
-        help="upgrade the database schema to the latest revision",
-        description="Upgrade the database at DATABASE_URL to the latest schema revision and exit "
-        "(`run` does this too when it starts).",
-        epilog=SETTINGS_NOTE,
-    )
+
+
+def _add_make_tiny_model(commands: argparse._SubParsersAction) -> None:
     tiny = commands.add_parser(
         "make-tiny-model",
         help="write a small random IDEFICS checkpoint (offline demos, tests)",
@@ -79,7 +88,6 @@ def _parser() -> argparse.ArgumentParser:
         help="tiny: 64-dim, loads in well under a second; small: about 30 M parameters, for CPU "
         "benchmarks (default: %(default)s)",
     )
-    return parser
 
 
 def _version() -> str:

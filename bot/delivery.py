@@ -102,24 +102,7 @@ class Delivery:
         interval = self.min_interval_s if interval_s is None else interval_s
         return max(self._not_before, self._last_write + interval)
 
-    # ---- the final text --------------------------------------------------------------------
-
-    async def deliver(self, text: str, markup: InlineKeyboardMarkup | None = None) -> list[int]:
-        """Make the answer's messages say `text` (`markup` under the last); the ids of all of them."""
-        pieces = split_message(self._text_after_finished(text))
-        if not pieces and self.live_message_id is not None:  # the text ended where a frozen one did
-            await self._delete(self.live_message_id, "a stale preview")
-        edit_id, self.live_message_id = self.live_message_id, None
-        for index, piece in enumerate(pieces):
-            last = index == len(pieces) - 1
-            message_id = await self._deliver_piece(piece, markup if last else None, edit_id)
-            edit_id = None
-            if message_id is None:
-                if not self.closed:
-                    log.error("Could not deliver the end of an answer in chat %s", self.chat_id)
-                break
-            self._finished(message_id, piece)
-        return list(self.message_ids)
+    # ---- while the answer grows (for bot.previews) -----------------------------------------
 
     async def grow(self, text: str) -> bool:
         """Show `text` in the answer's growing message, sending it the first time (one try; raises).
@@ -151,6 +134,25 @@ class Delivery:
             message_id = await self.send(piece)
         self.live_message_id = None
         self._finished(message_id, piece)
+
+    # ---- the final text --------------------------------------------------------------------
+
+    async def deliver(self, text: str, markup: InlineKeyboardMarkup | None = None) -> list[int]:
+        """Make the answer's messages say `text` (`markup` under the last); the ids of all of them."""
+        pieces = split_message(self._text_after_finished(text))
+        if not pieces and self.live_message_id is not None:  # the text ended where a frozen one did
+            await self._delete(self.live_message_id, "a stale preview")
+        edit_id, self.live_message_id = self.live_message_id, None
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            message_id = await self._deliver_piece(piece, markup if last else None, edit_id)
+            edit_id = None
+            if message_id is None:
+                if not self.closed:
+                    log.error("Could not deliver the end of an answer in chat %s", self.chat_id)
+                break
+            self._finished(message_id, piece)
+        return list(self.message_ids)
 
     async def _deliver_piece(
         self, piece: str, markup: InlineKeyboardMarkup | None, edit_id: int | None

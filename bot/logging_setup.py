@@ -62,6 +62,7 @@ def configure_logging(level: str, secrets: Iterable[str], *, log_file: Path | No
     handlers: list[logging.Handler] = [to_stderr]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.touch(mode=0o600, exist_ok=True)  # only the bot's user reads what the bot did
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
         to_stderr.setLevel(logging.WARNING)
     logging.basicConfig(

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -205,10 +206,10 @@ class TerminalChat:
                 self._presses.remove(query_id)
                 notice = self._api.callback_answers[query_id].get("text")
                 if notice:
-                    self._say(f"  ({notice})")
+                    self._say(f"  ({_printable(notice)})")
 
     def _show_draft(self, text: str) -> None:
-        line = " ".join(text.split())
+        line = " ".join(_printable(text).split())
         if not self._interactive:
             self._say(f"  … {line}")
             return
@@ -219,12 +220,12 @@ class TerminalChat:
 
     def _show_message(self, message: BotMessage, *, edited: bool) -> None:
         name = self._api.bot_user.first_name + (" (edited)" if edited else "")
-        body = message.text.replace("\n", "\n" + " " * (len(name) + 2))
+        body = _printable(message.text).replace("\n", "\n" + " " * (len(name) + 2))
         self._say(f"{name}: {body}")
         buttons = _callback_buttons(message)
         if buttons:
-            self._say(" " * (len(name) + 2) + "  ".join(f"[!{n} {label}]" for n, (label, _) in
-                                                       enumerate(buttons, 1)))
+            labels = (f"[!{number} {_printable(label)}]" for number, (label, _) in enumerate(buttons, 1))
+            self._say(" " * (len(name) + 2) + "  ".join(labels))
 
     def _say(self, text: str) -> None:
         if self._draft_line_open:
@@ -268,6 +269,14 @@ def _leading_path(line: str) -> tuple[Path, str] | None:
         word, _, rest = line.partition(" ")
     path = Path(word).expanduser()
     return (path, rest.strip()) if path.is_file() else None
+
+
+def _printable(text: str) -> str:
+    """Model output is untrusted: control characters (an escape sequence could rewrite the terminal)
+    are shown as escapes, not obeyed; line breaks stay."""
+    return "".join(
+        char if char == "\n" or unicodedata.category(char) != "Cc" else repr(char)[1:-1] for char in text
+    )
 
 
 def _callback_buttons(message: BotMessage) -> list[tuple[str, str]]:

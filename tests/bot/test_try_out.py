@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bot import texts
-from bot.try_out import TINY_MODEL_DIR, _tiny_model
+from bot.try_out import TINY_MODEL_DIR, _printable, _tiny_model
 from tests.bot.bot_process import REPO_ROOT
 from tests.bot.conftest import image_bytes
 
@@ -71,3 +71,9 @@ def test_the_tiny_model_is_made_once_and_kept(tmp_path, monkeypatch):
     assert _tiny_model() == made == TINY_MODEL_DIR
     assert (made / "config.json").stat().st_mtime_ns == written
     assert not (tmp_path / "data" / "try-model.partial").exists()
+
+
+def test_what_the_bot_writes_cannot_drive_the_terminal():
+    shown = _printable("red\x1b[2J\x1b]0;owned\x07 square\r\nnext line")
+    assert "\x1b" not in shown and "\x07" not in shown and "\r" not in shown
+    assert shown == "red\\x1b[2J\\x1b]0;owned\\x07 square\\r\nnext line"
