@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from telegram import Chat, Update
+from telegram import Update
 from telegram.error import ChatMigrated, Forbidden, NetworkError
 from telegram.ext import (
     AIORateLimiter,
@@ -24,7 +24,6 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bot import texts
 from bot.access import make_access_guard
 from bot.addressing import ADDRESSED_TO_BOT, NAMES_THIS_BOT
 from bot.answer_buttons import DetachedPressHandler, answer_button, unknown_button
@@ -47,7 +46,7 @@ from bot.commands.stats import stats_command
 from bot.commands.story import story_task
 from bot.delivery import send_reply
 from bot.downloads import IMAGE_DOCUMENT
-from bot.incoming import ReplyTarget, reply_target
+from bot.incoming import reply_target
 from bot.intake import IN_ALBUM, ImageIntake
 from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_init, post_shutdown, post_stop
 from bot.logging_setup import install_token_redaction
@@ -144,7 +143,7 @@ def add_handlers(application: Application, settings: Settings) -> None:
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log every unhandled error with its traceback; tell the person only that something went wrong."""
+    """Log every unhandled error with its traceback; tell the person in the words `apology_for` picks."""
     error = context.error
     where = f"update {update.update_id}" if isinstance(update, Update) else "a job"
     if isinstance(error, Forbidden):  # blocked by the user, or removed from the group: nobody to tell
@@ -156,15 +155,14 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.warning("network trouble while handling %s: %s", where, error)
     else:
         log.error("error while handling %s", where, exc_info=error)
-    if not isinstance(update, Update) or update.effective_chat is None:
+    if not isinstance(update, Update):
         return
-    await send_reply(context.bot, _apology_target(update, error), apology_for(error))
-
-
-def _apology_target(update: Update, error: BaseException) -> ReplyTarget:
-    """The chat (and topic) the update came from, where the group moved to if that was the error."""
-    chat = update.effective_chat
-    message = update.effective_message
-    target = reply_target(message) if message else ReplyTarget(chat.id, chat.type == Chat.PRIVATE)
-    target = target.quoting(None)
-    return replace(target, chat_id=error.new_chat_id) if isinstance(error, ChatMigrated) else target
+    # A press on a message too old to be shown still names its chat; other updates bring a message.
+    pressed = update.callback_query.message if update.callback_query else None
+    where_asked = update.effective_message or pressed
+    if where_asked is None:
+        return
+    target = reply_target(where_asked).quoting(None)
+    if isinstance(error, ChatMigrated):
+        target = replace(target, chat_id=error.new_chat_id)
+    await send_reply(context.bot, target, apology_for(error))
