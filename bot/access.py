@@ -8,6 +8,7 @@ it never chatters in a group that simply contains it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
@@ -29,7 +30,9 @@ def is_allowed(settings: Settings, user_id: int | None, chat_id: int | None) -> 
     return chat_id is not None and chat_id in settings.allowed_chat_ids
 
 
-def make_access_guard(settings: Settings):
+def make_access_guard(
+    settings: Settings,
+) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
     """A TypeHandler callback for group -1 that stops updates from people who may not use the bot."""
     refused: set[int] = set()
 

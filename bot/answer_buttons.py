@@ -12,21 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from telegram import CallbackQuery, Chat, Update
+from telegram import CallbackQuery, Update
 from telegram.error import TelegramError
 from telegram.ext import CallbackQueryHandler, ContextTypes
 
 from bot import texts
 from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA
-from bot.answering import ReplyTarget
-from bot.commands.new import start_new_conversation
-from bot.commands.retry import regenerate_last_answer
+from bot.conversation_actions import regenerate_last_answer, start_new_conversation
 from bot.conversation_queue import ConversationKey
-from bot.messages import queue_for_conversation
+from bot.incoming import ReplyTarget, chat_info, reply_target, user_info
 from bot.press_answers import answer_press
 from bot.prompting import USER_STATUSES_SHOWN
-from bot.runtime import BotRuntime, runtime_of
-from bot.telegram_info import chat_info, user_info
+from bot.runtime import BotRuntime, queue_for_conversation, runtime_of
 from storage.types import ConversationRef, StoredTurn, TurnStatus
 
 log = logging.getLogger(__name__)
@@ -149,13 +146,6 @@ def _regenerated_target(
     query: CallbackQuery, history: Sequence[StoredTurn], answer: StoredTurn
 ) -> ReplyTarget:
     """Where the new answer goes: the same chat and topic, quoting the question in groups."""
-    message = query.message
-    private = message.chat.type == Chat.PRIVATE
     questions = [turn for turn in history if turn.role == "user" and turn.position < answer.position]
     question_ids = questions[-1].message_ids if questions else ()
-    return ReplyTarget(
-        chat_id=message.chat.id,
-        is_private=private,
-        reply_to_message_id=None if private or not question_ids else question_ids[0],
-        message_thread_id=message.message_thread_id if getattr(message, "is_topic_message", False) else None,
-    )
+    return reply_target(query.message).quoting(question_ids[0] if question_ids else None)

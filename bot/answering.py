@@ -1,7 +1,11 @@
-"""The path of one message: store the user's turn, rebuild the conversation, stream the answer, record it.
+"""The path of one answer: store the question, rebuild the conversation, stream the answer, record it.
 
-Every step that can go wrong for a known reason ends in a short, specific apology and a stored status
-(the user's words are always kept); only unknown errors escape, to be logged by the caller.
+`answer_message` stores a person's question as a user turn with its images; `generate_answer` writes
+the answer to a conversation's newest question: the model's text is shown as it grows
+(`bot.previews`), the final text is delivered (`bot.delivery`) and recorded as an assistant turn
+linked to its messages (`assistant_turn`, which /classify shares). Every step that can go wrong for a
+known reason ends in a short, specific apology (`bot.apologies`) and a stored status, and the
+person's words are always kept; only unknown errors escape, to be logged by the caller.
 """
 
 from __future__ import annotations
@@ -9,25 +13,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
-from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
-from telegram.error import TelegramError
+from telegram import Bot
 
 from bot import texts
 from bot.answer_keyboard import answer_keyboard
+from bot.apologies import apology_for
 from bot.chat_preferences import available_modes, chosen_preamble, generation_params, read_preferences
 from bot.conversation_queue import CANCEL_BY_SHUTDOWN, CANCEL_BY_USER
-from bot.downloads import ImageSource, fetch_image
+from bot.delivery import Delivery, send_reply
+from bot.downloads import fetch_image
 from bot.errors import ImageDownloadFailed, ImageTooLarge
+from bot.incoming import IncomingMessage, ReplyTarget
+from bot.previews import AnswerPreview
 from bot.prompting import build_conversation
-from bot.rendering import AnswerRenderer
 from bot.runtime import BotRuntime
-from model.errors import ModelError, PromptTooLong, ServiceStopped
+from model.backend import ModelBackend
+from model.errors import GenerationFailed, ModelError
 from model.types import Conversation, FinishReason, GenerationParams, GenerationResult, Preamble, TextDelta
 from storage.errors import ImageRejected
-from storage.types import ChatInfo, ImageInput, TurnStatus, UserInfo
+from storage.types import TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,37 +42,25 @@ CLEANUP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
-class ReplyTarget:
-    """Where and how the answer is shown."""
+class AnswerOptions:
+    """How a task wants its answer written; the defaults are a plain answer, the chat's way."""
 
-    chat_id: int
-    is_private: bool
-    reply_to_message_id: int | None = None
-    message_thread_id: int | None = None
-
-
-@dataclass(frozen=True)
-class IncomingMessage:
-    """A message for the model, already stripped of Telegram specifics the flow does not need."""
-
-    user: UserInfo
-    chat: ChatInfo
-    text: str
-    message_id: int
-    target: ReplyTarget
-    images: tuple[ImageSource, ...] = ()  # in order; an album brings several
-    message_ids: tuple[int, ...] = ()  # every message carrying the turn (an album's); default (message_id,)
+    params: GenerationParams | None = None  # instead of the chat's /settings (a story samples)
+    mode: str | None = None  # a mode (preamble) to use instead of the chat's, when it is installed
+    shape_text: Callable[[str], str] | None = None  # trims what the model wrote, shown and stored alike
+    can_regenerate: bool = True  # False for task answers: their instruction and sampling aren't stored
 
 
-async def answer_message(runtime: BotRuntime, bot: Bot, incoming: IncomingMessage, **options) -> None:
-    """Store the message as a user turn, then answer it (or apologise for what went wrong).
+PLAIN_ANSWER = AnswerOptions()
 
-    `options` go to `generate_answer` (a task's params, mode, text shaping).
-    """
-    options.setdefault("final_reply_markup", answer_keyboard())  # Regenerate / New conversation
+
+async def answer_message(
+    runtime: BotRuntime, bot: Bot, incoming: IncomingMessage, options: AnswerOptions = PLAIN_ANSWER
+) -> None:
+    """Store the message as a user turn, then answer it (or apologise for what went wrong)."""
     conversation_id = await store_question(runtime, bot, incoming)
     if conversation_id is not None:
-        await generate_answer(runtime, bot, conversation_id, incoming.target, **options)
+        await generate_answer(runtime, bot, conversation_id, incoming.target, options)
 
 
 async def store_question(runtime: BotRuntime, bot: Bot, incoming: IncomingMessage) -> int | None:
@@ -74,36 +69,18 @@ async def store_question(runtime: BotRuntime, bot: Bot, incoming: IncomingMessag
     store = runtime.store
     await store.touch(incoming.user, incoming.chat)
     conversation = await store.active_conversation(incoming.chat.id, incoming.user.id)
-    images, problem = await _fetch_images(runtime, bot, incoming.images)
-    message_ids = incoming.message_ids or (incoming.message_id,)
-    if problem is None:
-        try:
-            await store.add_user_turn(conversation.id, incoming.text, images, message_ids)
-        except ImageRejected as error:
-            log.info("image rejected in chat %s: %s", incoming.chat.id, error)
-            problem = texts.IMAGE_UNREADABLE
-    if problem is not None:
+    limit = runtime.settings.max_image_bytes
+    try:
+        images = [await fetch_image(bot, store, source, limit) for source in incoming.images]
+        await store.add_user_turn(conversation.id, incoming.text, images, incoming.message_ids)
+    except (ImageTooLarge, ImageDownloadFailed, ImageRejected) as problem:
+        log.info("could not take the image of a question in chat %s: %s", incoming.chat.id, problem)
         # Keep the person's words even though their image is missing; FAILED keeps it out of prompts.
-        kept = await store.add_user_turn(conversation.id, incoming.text, (), message_ids)
+        kept = await store.add_user_turn(conversation.id, incoming.text, (), incoming.message_ids)
         await store.set_turn_status(kept.id, TurnStatus.FAILED)
-        await _send_apology(bot, incoming.target, problem)
+        await send_reply(bot, incoming.target, apology_for(problem))
         return None
     return conversation.id
-
-
-async def _fetch_images(
-    runtime: BotRuntime, bot: Bot, sources: tuple[ImageSource, ...]
-) -> tuple[tuple[ImageInput, ...], str | None]:
-    """The message's images, or the apology that explains why we could not get one of them."""
-    images = []
-    try:
-        for source in sources:
-            images.append(await fetch_image(bot, runtime.store, source, runtime.settings.max_image_bytes))
-    except ImageTooLarge as error:
-        return (), texts.IMAGE_TOO_LARGE.format(size_mb=error.size / 2**20, limit_mb=error.limit / 2**20)
-    except ImageDownloadFailed:
-        return (), texts.IMAGE_DOWNLOAD_FAILED
-    return tuple(images), None
 
 
 async def generate_answer(
@@ -111,65 +88,79 @@ async def generate_answer(
     bot: Bot,
     conversation_id: int,
     target: ReplyTarget,
-    *,
-    params: GenerationParams | None = None,
-    final_reply_markup: InlineKeyboardMarkup | None = None,
-    mode: str | None = None,
-    shape_text: Callable[[str], str] | None = None,
+    options: AnswerOptions = PLAIN_ANSWER,
 ) -> bool:
-    """Answer the newest user turn of a conversation; False if there was nothing to answer.
-
-    `params` replaces the chat's generation settings (a task such as a story may need sampling);
-    `final_reply_markup` goes under the final message (e.g. Regenerate / New conversation buttons).
-    `mode` names a preamble to use instead of the chat's (if it exists); `shape_text` trims what the
-    model wrote (e.g. to one sentence) both while streaming and in what is sent and stored.
-    """
-    store = runtime.store
-    history = await store.history(conversation_id)
-    preamble, chat_params = await chat_generation_setup(runtime, target.chat_id)
-    params = params or chat_params
-    preamble = runtime.modes.get(mode, preamble) if mode else preamble
+    """Answer the newest user turn of a conversation; False if there was nothing to answer."""
+    history = await runtime.store.history(conversation_id)
+    preamble, params = await _generation_setup(runtime, target.chat_id, options)
     conversation = await asyncio.to_thread(build_conversation, history, preamble)
     if conversation is None:
         return False
-    turn = await store.open_assistant_turn(conversation_id)
-    renderer = AnswerRenderer(
-        bot,
-        target.chat_id,
-        is_private=target.is_private,
-        reply_to_message_id=target.reply_to_message_id,
-        message_thread_id=target.message_thread_id,
-        min_interval_s=runtime.settings.stream_edit_interval_s,
-        final_reply_markup=final_reply_markup,
-    )
-    outcome = _Outcome()
-    if shape_text is not None:
-        outcome.shape = shape_text
-    try:
-        async with renderer:
-            await _stream_into(runtime, conversation, params, renderer, outcome)
-    except asyncio.CancelledError:  # cancelled while delivering the final text
-        if outcome.status is not TurnStatus.COMPLETE:
-            outcome.status, outcome.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
-        raise
-    finally:  # also after an unexpected error: the turn must not stay pending
-        await _record_even_if_cancelled(runtime, turn.id, outcome)
+    delivery = Delivery(bot, target, min_interval_s=runtime.settings.stream_edit_interval_s)
+    async with assistant_turn(runtime, conversation_id) as outcome:
+        async with AnswerPreview(delivery) as preview:
+            shape = options.shape_text or _as_written
+            await _write(runtime.model, conversation, params, shape, preview, outcome)
+            await preview.close()
+        await _deliver(delivery, outcome, options)
     if outcome.cancel_reason is not None:
         raise asyncio.CancelledError(outcome.cancel_reason)
     return True
 
 
-async def _record_even_if_cancelled(runtime: BotRuntime, turn_id: int, outcome: _Outcome) -> None:
-    """Store how the answer ended; a cancel arriving meanwhile (shutdown) waits for the write first."""
-    recording = asyncio.ensure_future(_record(runtime, turn_id, outcome))
+@dataclass
+class AnswerOutcome:
+    """How one answer went: filled in as it goes, recorded at the end whatever happened."""
+
+    text: str = ""  # what the answer says (so far), as shown and as stored
+    status: TurnStatus = TurnStatus.FAILED
+    finish_reason: str | None = FinishReason.ERROR.value
+    result: GenerationResult | None = None
+    note: str = ""  # said after the text when the answer did not complete: an apology, "Stopped."
+    cancel_reason: str | None = None
+    message_ids: tuple[int, ...] = ()
+
+    def complete(self, text: str, result: GenerationResult | None = None) -> None:
+        self.text, self.status, self.result = text, TurnStatus.COMPLETE, result
+        self.finish_reason = result.finish_reason.value if result else None
+
+    def fail(self, apology: str) -> None:
+        self.status, self.finish_reason, self.note = TurnStatus.FAILED, FinishReason.ERROR.value, apology
+
+    def cancel(self, reason: str) -> None:
+        self.status, self.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
+        self.cancel_reason = reason
+        self.note = texts.CANCELLED_BY_SHUTDOWN if reason == CANCEL_BY_SHUTDOWN else texts.CANCELLED
+
+    def message(self) -> str:
+        """What the person reads: the answer, or what was written so far followed by the note."""
+        if self.status is TurnStatus.COMPLETE:
+            return self.text.strip() or texts.EMPTY_ANSWER
+        partial = self.text.rstrip()
+        return f"{partial}\n\n{self.note}" if partial.strip() else self.note
+
+
+@contextlib.asynccontextmanager
+async def assistant_turn(runtime: BotRuntime, conversation_id: int) -> AsyncIterator[AnswerOutcome]:
+    """Open the answer's turn; whatever happens inside, record how it ended, even when cancelled."""
+    turn = await runtime.store.open_assistant_turn(conversation_id)
+    outcome = AnswerOutcome()
     try:
-        await asyncio.shield(recording)
-    except asyncio.CancelledError:
-        await recording
+        yield outcome
+    except asyncio.CancelledError:  # cancelled while delivering: a finished answer stays finished
+        if outcome.status is not TurnStatus.COMPLETE:
+            outcome.status, outcome.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
         raise
+    finally:  # also after an unexpected error: the turn must not stay pending
+        recording = asyncio.ensure_future(_record(runtime, turn.id, outcome))
+        try:
+            await asyncio.shield(recording)
+        except asyncio.CancelledError:  # a cancel arriving meanwhile (shutdown) waits for the write
+            await recording
+            raise
 
 
-async def _record(runtime: BotRuntime, turn_id: int, outcome: _Outcome) -> None:
+async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> None:
     result = outcome.result
     await runtime.store.close_assistant_turn(
         turn_id,
@@ -185,108 +176,69 @@ async def _record(runtime: BotRuntime, turn_id: int, outcome: _Outcome) -> None:
         await runtime.store.link_messages(turn_id, outcome.message_ids)
 
 
-@dataclass
-class _Outcome:
-    """How one answer went; filled in as it goes, recorded at the end whatever happened."""
-
-    text: str = ""
-    status: TurnStatus = TurnStatus.FAILED
-    finish_reason: str = FinishReason.ERROR.value
-    result: GenerationResult | None = None
-    message_ids: tuple[int, ...] = ()
-    cancel_reason: str | None = None
-    shape: Callable[[str], str] = field(default=lambda text: text)  # applied to what is shown and stored
-
-
-async def _stream_into(
-    runtime: BotRuntime,
+async def _write(
+    model: ModelBackend,
     conversation: Conversation,
     params: GenerationParams,
-    renderer: AnswerRenderer,
-    outcome: _Outcome,
+    shape: Callable[[str], str],
+    preview: AnswerPreview,
+    outcome: AnswerOutcome,
 ) -> None:
     """Run the model and show its text as it grows; known failures and cancellation end in `outcome`."""
+    written = ""
     try:
-        async with contextlib.aclosing(runtime.model.stream(conversation, params)) as events:
+        result: GenerationResult | None = None
+        async with contextlib.aclosing(model.stream(conversation, params)) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
-                    outcome.text += event.text
-                    await renderer.update(outcome.shape(outcome.text))
+                    written += event.text
+                    outcome.text = shape(written)
+                    preview.update(outcome.text)
                 elif isinstance(event, GenerationResult):
-                    outcome.result = event
+                    result = event
+        if result is None or result.finish_reason is FinishReason.ERROR:
+            raise GenerationFailed(f"the model's stream ended without an answer ({result!r})")
     except asyncio.CancelledError as cancel:
-        outcome.cancel_reason = str(cancel.args[0]) if cancel.args else CANCEL_BY_USER
-        await _show_cancelled(outcome, renderer)
-    except PromptTooLong:
-        await _show_failure(outcome, renderer, texts.PROMPT_TOO_LONG)
-    except ServiceStopped:
-        await _show_failure(outcome, renderer, texts.NOT_READY)
-    except ModelError as error:  # GenerationFailed, or a prompt the builder could not make safe
-        log.warning("generation failed: %s", error)
-        await _show_failure(outcome, renderer, texts.GENERATION_FAILED)
+        outcome.cancel(str(cancel.args[0]) if cancel.args else CANCEL_BY_USER)
+    except ModelError as error:
+        log.warning("answer failed: %s: %s", type(error).__name__, error)
+        outcome.fail(apology_for(error))
     else:
-        await _show_result(outcome, renderer)
+        outcome.text = shape(result.text)
+        if result.finish_reason is FinishReason.CANCELLED:  # the service was stopped under us
+            outcome.cancel(CANCEL_BY_SHUTDOWN)
+        else:
+            outcome.complete(outcome.text, result)
 
 
-async def _show_result(outcome: _Outcome, renderer: AnswerRenderer) -> None:
-    result = outcome.result
-    if result is None:
-        await _show_failure(outcome, renderer, texts.GENERATION_FAILED)
-        return
-    outcome.text = outcome.shape(result.text)
-    if result.finish_reason is FinishReason.CANCELLED:  # the service was stopped under us
-        outcome.cancel_reason = CANCEL_BY_SHUTDOWN
-        await _show_cancelled(outcome, renderer)
-        return
-    if result.finish_reason is FinishReason.ERROR:
-        await _show_failure(outcome, renderer, texts.GENERATION_FAILED)
-        return
-    outcome.status = TurnStatus.COMPLETE
-    outcome.finish_reason = result.finish_reason.value
-    outcome.message_ids = tuple(await renderer.finish(outcome.text.strip() or texts.EMPTY_ANSWER))
+async def _deliver(delivery: Delivery, outcome: AnswerOutcome, options: AnswerOptions) -> None:
+    """Send what the person reads; after a cancel only briefly, since shutdown waits for it."""
+    if outcome.status is TurnStatus.COMPLETE:
+        markup = answer_keyboard(regenerate=options.can_regenerate)  # Regenerate / New conversation
+        outcome.message_ids = tuple(await delivery.deliver(outcome.message(), markup))
+    elif outcome.cancel_reason is None:
+        outcome.message_ids = tuple(await delivery.deliver(outcome.message()))
+    else:
+        try:
+            shown = await asyncio.wait_for(delivery.deliver(outcome.message()), CLEANUP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.info("could not show in time that an answer in chat %s was cancelled", delivery.chat_id)
+            return
+        outcome.message_ids = tuple(shown)
 
 
-async def _show_failure(outcome: _Outcome, renderer: AnswerRenderer, apology: str) -> None:
-    outcome.status = TurnStatus.FAILED
-    outcome.finish_reason = FinishReason.ERROR.value
-    outcome.message_ids = tuple(await renderer.fail(apology))
-
-
-async def _show_cancelled(outcome: _Outcome, renderer: AnswerRenderer) -> None:
-    """Show what was written so far and why it stopped; bounded, since shutdown waits for it."""
-    outcome.status = TurnStatus.CANCELLED
-    outcome.finish_reason = FinishReason.CANCELLED.value
-    note = texts.CANCELLED_BY_SHUTDOWN if outcome.cancel_reason == CANCEL_BY_SHUTDOWN else texts.CANCELLED
-    try:
-        shown = await asyncio.wait_for(renderer.fail(note, partial_text=outcome.text), CLEANUP_TIMEOUT_S)
-    except (asyncio.TimeoutError, TelegramError) as error:
-        log.info("could not show that an answer was cancelled: %s", error)
-        return
-    outcome.message_ids = tuple(shown)
-
-
-async def chat_generation_setup(
-    runtime: BotRuntime, chat_id: int
+async def _generation_setup(
+    runtime: BotRuntime, chat_id: int, options: AnswerOptions
 ) -> tuple[Preamble | None, GenerationParams]:
-    """The preamble (mode) and generation settings for a chat: the bot's defaults, unless the chat chose
-    its own with /mode and /settings (stored values are checked by `bot.chat_preferences`)."""
+    """The preamble (mode) and generation settings: the task's, else the chat's own choices made
+    with /mode and /settings (checked by `bot.chat_preferences`), else the bot's defaults."""
     modes = available_modes(runtime.modes, runtime.default_preamble)
     preferences = read_preferences(await runtime.store.chat_settings(chat_id), modes)
     preamble = chosen_preamble(preferences, modes, runtime.default_preamble)
-    return preamble, generation_params(preferences, runtime.settings)
+    if options.mode:
+        preamble = runtime.modes.get(options.mode, preamble)
+    return preamble, options.params or generation_params(preferences, runtime.settings)
 
 
-async def _send_apology(bot: Bot, target: ReplyTarget, text: str) -> None:
-    await bot.send_message(
-        target.chat_id,
-        text,
-        reply_parameters=reply_parameters(target),
-        message_thread_id=target.message_thread_id,
-    )
-
-
-def reply_parameters(target: ReplyTarget) -> ReplyParameters | None:
-    """Quote the message we answer (in groups), but still send if it was deleted meanwhile."""
-    if target.reply_to_message_id is None:
-        return None
-    return ReplyParameters(message_id=target.reply_to_message_id, allow_sending_without_reply=True)
+def _as_written(text: str) -> str:
+    return text

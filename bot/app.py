@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from telegram import Update
-from telegram.error import ChatMigrated, Forbidden, NetworkError, TelegramError
+from telegram.error import ChatMigrated, Forbidden, NetworkError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -23,15 +24,15 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bot import texts
 from bot.access import make_access_guard
 from bot.addressing import ADDRESSED_TO_BOT, NAMES_THIS_BOT
 from bot.answer_buttons import DetachedPressHandler, answer_button, unknown_button
 from bot.answer_keyboard import CALLBACK_PATTERN as ANSWER_PATTERN
+from bot.apologies import apology_for
 from bot.commands.cancel import cancel_command
-from bot.commands.caption import caption_command
-from bot.commands.classify import classify_command
-from bot.commands.describe import describe_command
+from bot.commands.caption import caption_task
+from bot.commands.classify import classify_task
+from bot.commands.describe import describe_task
 from bot.commands.forget import CALLBACK_PATTERN as FORGET_PATTERN
 from bot.commands.forget import forget_button, forget_command
 from bot.commands.help import help_command
@@ -42,14 +43,16 @@ from bot.commands.retry import retry_command
 from bot.commands.settings_menu import CALLBACK_PATTERN as SETTINGS_PATTERN
 from bot.commands.settings_menu import settings_button, settings_command
 from bot.commands.stats import stats_command
-from bot.commands.story import story_command
+from bot.commands.story import story_task
+from bot.delivery import send_reply
 from bot.downloads import IMAGE_DOCUMENT
-from bot.errors import NotReady
-from bot.intake import CAPTION_IS_TASK, IN_ALBUM, on_album_item, on_task_caption
+from bot.incoming import reply_target
+from bot.intake import IN_ALBUM, ImageIntake
 from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_init, post_shutdown, post_stop
 from bot.logging_setup import install_token_redaction
 from bot.messages import on_image, on_other_document, on_text, on_unknown_command
 from bot.settings import Settings
+from bot.tasks import Task, command_handler
 from bot.telegram_client import LenientBot
 
 log = logging.getLogger(__name__)
@@ -59,9 +62,17 @@ log = logging.getLogger(__name__)
 CONCURRENT_UPDATES = 64
 CONNECTION_POOL_SIZE = 256  # what ApplicationBuilder gives a bot it builds itself
 RATE_LIMIT_RETRIES = 2
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]  # what the handlers below read
 # Anything attached that the model cannot read: files, video, voice, stickers, but also places,
 # contacts, polls and dice (photos and image documents are routed to on_image before this is tried).
 NOT_AN_IMAGE = filters.ATTACHMENT
+# The image tasks, asked for as a command (`/caption` replying to a photo) or as a photo's caption.
+IMAGE_TASKS: dict[str, Task] = {
+    "caption": caption_task,
+    "classify": classify_task,
+    "story": story_task,
+    "describe": describe_task,
+}
 
 
 def build_application(
@@ -104,10 +115,7 @@ def add_handlers(application: Application, settings: Settings) -> None:
         ("stats",): stats_command,
         ("mode",): mode_command,
         ("settings",): settings_command,
-        ("caption",): caption_command,
-        ("classify",): classify_command,
-        ("story",): story_command,
-        ("describe",): describe_command,
+        **{(name,): command_handler(task, name) for name, task in IMAGE_TASKS.items()},
     }
     for names, callback in commands.items():
         application.add_handler(CommandHandler(list(names), callback, filters=new_messages))
@@ -118,9 +126,12 @@ def add_handlers(application: Application, settings: Settings) -> None:
     application.add_handler(CallbackQueryHandler(answer_button, pattern=ANSWER_PATTERN))
     application.add_handler(CallbackQueryHandler(unknown_button))  # stale or forged: never left spinning
     images = filters.PHOTO | IMAGE_DOCUMENT
+    intake = ImageIntake(IMAGE_TASKS)
     # Every album item is collected (only one carries the caption that may address the bot).
-    application.add_handler(MessageHandler(new_messages & IN_ALBUM & images, on_album_item))
-    application.add_handler(MessageHandler(new_messages & CAPTION_IS_TASK & images, on_task_caption))
+    application.add_handler(MessageHandler(new_messages & IN_ALBUM & images, intake.on_album_item))
+    application.add_handler(
+        MessageHandler(new_messages & intake.caption_is_task & images, intake.on_task_caption)
+    )
     addressed = new_messages & ADDRESSED_TO_BOT
     application.add_handler(MessageHandler(addressed & images, on_image))
     application.add_handler(MessageHandler(addressed & NOT_AN_IMAGE, on_other_document))
@@ -132,7 +143,7 @@ def add_handlers(application: Application, settings: Settings) -> None:
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log every unhandled error with its traceback; tell the person only that something went wrong."""
+    """Log every unhandled error with its traceback; tell the person in the words `apology_for` picks."""
     error = context.error
     where = f"update {update.update_id}" if isinstance(update, Update) else "a job"
     if isinstance(error, Forbidden):  # blocked by the user, or removed from the group: nobody to tell
@@ -144,19 +155,14 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.warning("network trouble while handling %s: %s", where, error)
     else:
         log.error("error while handling %s", where, exc_info=error)
-    if not isinstance(update, Update) or update.effective_chat is None:
+    if not isinstance(update, Update):
         return
-    apology = texts.NOT_READY if isinstance(error, NotReady) else texts.UNEXPECTED_ERROR
-    chat_id = update.effective_chat.id
+    # A press on a message too old to be shown still names its chat; other updates bring a message.
+    pressed = update.callback_query.message if update.callback_query else None
+    where_asked = update.effective_message or pressed
+    if where_asked is None:
+        return
+    target = reply_target(where_asked).quoting(None)
     if isinstance(error, ChatMigrated):
-        apology, chat_id = texts.CHAT_UPGRADED, error.new_chat_id
-    try:
-        await context.bot.send_message(
-            chat_id,
-            apology,
-            message_thread_id=update.effective_message.message_thread_id
-            if update.effective_message and update.effective_message.is_topic_message
-            else None,
-        )
-    except TelegramError as send_error:
-        log.warning("could not send the error apology: %s", send_error)
+        target = replace(target, chat_id=error.new_chat_id)
+    await send_reply(context.bot, target, apology_for(error))

@@ -2,15 +2,18 @@
 
 `post_init` builds the runtime before polling begins (the model loads in a worker thread, so the event
 loop keeps answering Telegram's pings); `post_stop` cancels in-flight answers while the bot can still
-tell people and record it; `post_shutdown` closes the model service and the store.
+tell people and record it; `post_shutdown` closes the model service and the store. `serving` runs
+the whole cycle inside an event loop someone else owns (the try-out, the tests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from telegram import BotCommand
 from telegram.error import TelegramError
@@ -48,7 +51,9 @@ async def load_model_service(settings: Settings) -> ModelBackend:
     )
 
 
-def make_post_init(settings: Settings, model_service_factory: ModelServiceFactory):
+def make_post_init(
+    settings: Settings, model_service_factory: ModelServiceFactory
+) -> Callable[[Application], Awaitable[None]]:
     """The post_init hook for these settings (PTB hooks only receive the application)."""
 
     async def post_init(application: Application) -> None:
@@ -119,3 +124,26 @@ async def purge_idle_conversations(context: ContextTypes.DEFAULT_TYPE) -> None:
     removed = await runtime.store.purge_idle(timedelta(days=runtime.settings.conversation_retention_days))
     if removed:
         log.info("retention: removed %d idle conversations", removed)
+
+
+@contextlib.asynccontextmanager
+async def serving(application: Application, **polling: Any) -> AsyncIterator[Application]:
+    """Run `application` inside the running event loop, hooks included, in the order `run_polling`
+    uses (which owns its loop, so it can't share one with a Bot API stand-in, as `idefics-bot try`
+    and the tests need); `polling` goes to `Updater.start_polling`."""
+    await application.initialize()
+    try:
+        await application.post_init(application)
+        await application.updater.start_polling(**polling)
+        await application.start()
+        try:
+            yield application
+        finally:
+            if application.updater.running:
+                await application.updater.stop()
+            if application.running:
+                await application.stop()
+                await application.post_stop(application)
+    finally:
+        await application.shutdown()
+        await application.post_shutdown(application)

@@ -11,11 +11,14 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import quote
 
 REDACTED = "<redacted-token>"
 # Anything shaped like a bot token, also ones we were not told about (e.g. a second bot in the same process).
 TOKEN_SHAPE = re.compile(r"\d{3,20}(?::|%3A)[A-Za-z0-9_-]{30,}")
+# A line per HTTP request, per migration step and per plugin at start-up: shown only when debugging.
+CHATTY_LIBRARIES = ("httpx", "alembic")
 
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:
@@ -51,14 +54,23 @@ def install_token_redaction(secrets: Iterable[str]) -> None:
     logging.setLogRecordFactory(factory)
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> None:
-    """Log to stderr at `level`; keep chatty HTTP client logs down unless debugging."""
+def configure_logging(level: str, secrets: Iterable[str], *, log_file: Path | None = None) -> None:
+    """Log at `level` to stderr, or to `log_file` with only warnings on stderr; chatty libraries are
+    kept down unless debugging."""
     install_token_redaction(secrets)
+    to_stderr = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [to_stderr]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.touch(mode=0o600, exist_ok=True)  # only the bot's user reads what the bot did
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        to_stderr.setLevel(logging.WARNING)
     logging.basicConfig(
         level=level,
-        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
         force=True,
     )
     if level != "DEBUG":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+        for name in CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,77 +1,21 @@
 """Handlers for what people send: photos, image files, other files and text.
 
-Each handler only reads the message and queues the work behind the conversation's earlier messages
-(`ConversationQueue.submit` is called before the first `await`, which fixes the order); the answer
-itself is written by `bot.answering`.
+Each handler only reads the message (`bot.incoming`) and queues the work behind the conversation's
+earlier messages (`queue_for_conversation` is called before the first `await`, which fixes the
+order); the answer itself is written by `bot.answering`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-
-from telegram import Message, Update
+from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import texts
 from bot.addressing import strip_mention
-from bot.answering import IncomingMessage, ReplyTarget, answer_message
-from bot.conversation_queue import ConversationKey
+from bot.answering import answer_message
 from bot.downloads import image_source
-from bot.runtime import runtime_of
-from bot.telegram_info import chat_info, conversation_key, is_private, sender_info
-
-log = logging.getLogger(__name__)
-
-
-def reply_target(message: Message) -> ReplyTarget:
-    """Private chats get plain messages; in groups the answer quotes the question (and stays in its topic)."""
-    private = is_private(message)
-    return ReplyTarget(
-        chat_id=message.chat_id,
-        is_private=private,
-        reply_to_message_id=None if private else message.message_id,
-        message_thread_id=message.message_thread_id if message.is_topic_message else None,
-    )
-
-
-def queue_for_conversation(
-    update: Update,
-    context: ContextTypes.DEFAULT_TYPE,
-    work: Callable[[], Awaitable[object]],
-    *,
-    name: str,
-    key: ConversationKey | None = None,
-) -> None:
-    """Run `work` after the sender's earlier messages in this chat; unknown errors go to the error handler.
-
-    `key` names the conversation when the update's message is not the person's own (a button press
-    arrives on the bot's message)."""
-    message = update.effective_message
-    runtime = runtime_of(context)
-
-    async def job() -> None:
-        try:
-            await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 - handed to the application's one error handler
-            await context.application.process_error(update, error)
-
-    runtime.answers.submit(key or conversation_key(message), job, name=name)
-
-
-def incoming_message(message: Message, text: str) -> IncomingMessage:
-    return IncomingMessage(
-        user=sender_info(message),
-        chat=chat_info(message.chat),
-        text=text,
-        message_id=message.message_id,
-        target=reply_target(message),
-        images=tuple(source for source in (image_source(message),) if source is not None),
-    )
+from bot.incoming import incoming_message, reply_target
+from bot.runtime import queue_for_conversation, runtime_of
 
 
 async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -93,16 +37,20 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """
     message = update.effective_message
     text = strip_mention(message.text or "", context.bot.username)
-    replied = image_source(message.reply_to_message) if message.reply_to_message else None
-    if not text and replied is None:
+    replied = message.reply_to_message
+    photo = image_source(replied) if replied else None
+    if not text and photo is None:
         await message.reply_text(texts.EMPTY_QUESTION)
         return
-    incoming = incoming_message(message, text or texts.DEFAULT_IMAGE_INSTRUCTION)
-    if replied is not None:
-        target = incoming.target
-        if not text and not target.is_private:
-            target = replace(target, reply_to_message_id=message.reply_to_message.message_id)
-        incoming = replace(incoming, images=(replied,), target=target)
+    target = reply_target(message)
+    if photo is not None and not text:
+        target = target.quoting(replied.message_id)
+    incoming = incoming_message(
+        message,
+        text or texts.DEFAULT_IMAGE_INSTRUCTION,
+        images=(photo,) if photo is not None else None,
+        target=target,
+    )
     runtime = runtime_of(context)
     queue_for_conversation(
         update, context, lambda: answer_message(runtime, context.bot, incoming), name="text"

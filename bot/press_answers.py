@@ -13,6 +13,7 @@ import logging
 from telegram import CallbackQuery, InlineKeyboardMarkup
 from telegram.error import BadRequest, TelegramError
 
+from bot.incoming import reply_target
 from bot.telegram_errors import is_message_gone, is_not_modified
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,7 @@ async def edit_pressed_message(
         if not is_message_gone(error) and "not found" not in error.message.lower():
             raise
         log.info("the pressed message is gone (%s); sending its new text instead", error.message)
-        message = query.message
-        in_topic = getattr(message, "is_topic_message", False)
+        target = reply_target(query.message)
         await query.get_bot().send_message(
-            message.chat.id,
-            text,
-            reply_markup=reply_markup,
-            message_thread_id=message.message_thread_id if in_topic else None,
+            target.chat_id, text, reply_markup=reply_markup, message_thread_id=target.message_thread_id
         )

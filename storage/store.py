@@ -325,13 +325,6 @@ class Store:
 
     # -- settings ----------------------------------------------------------------------------
 
-    async def user_settings(self, user_id: int) -> dict[str, Any]:
-        return await self._read_settings(User, user_id)
-
-    async def update_user_settings(self, user_id: int, **values: Any) -> dict[str, Any]:
-        """Merge `values` into the user's settings (None removes a key); returns the result."""
-        return await self._update_settings(User, user_id, values)
-
     async def chat_settings(self, chat_id: int) -> dict[str, Any]:
         return await self._read_settings(Chat, chat_id)
 

@@ -1,6 +1,7 @@
 """The `idefics-bot` command explains what is wrong instead of printing a traceback."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_settings_are_read_from_dotenv_file(tmp_path):
     assert "1:x" not in repr(settings)
 
 
+BOT_LOG_LINE = re.compile(r"^\S+ \S+ [A-Z]+ bot\.")  # "2026-01-02 03:04:05,678 INFO bot.lifecycle: …"
 START_FAILURES = [
     ({"PROMPT_PREAMBLE": "no-such-mode"}, "no-such-mode"),
     ({"MODEL_ID": "/nonexistent/checkpoint"}, "/nonexistent/checkpoint"),
@@ -87,3 +89,28 @@ async def test_start_up_failures_are_one_clear_message(tmp_path, tiny_checkpoint
     assert expected in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert env["TELEGRAM_BOT_TOKEN"].split(":")[1] not in result.stderr
+    before_the_sentence = result.stderr.split("idefics-bot: ")[0].splitlines()
+    library_noise = [line for line in before_the_sentence if not BOT_LOG_LINE.match(line)]
+    assert library_noise == [], result.stderr[-3000:]
+
+
+def test_version_is_the_installed_one(tmp_path):
+    from importlib.metadata import version
+
+    result = run_cli("--version", env={}, cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"idefics-bot {version('idefics-bot')}"
+
+
+@pytest.mark.parametrize("command", ["run", "try", "migrate", "make-tiny-model"])
+def test_each_command_says_what_it_does_and_what_its_arguments_mean(command, capsys):
+    from bot.cli import _parser, main
+
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    description = capsys.readouterr().out.split("\n\n")[1]
+    assert len(description.split()) >= 8, description
+    [subcommands] = [action for action in _parser()._actions if action.choices]
+    arguments = [a for a in subcommands.choices[command]._actions if a.dest != "help"]
+    assert all(argument.help for argument in arguments), [a.dest for a in arguments if not a.help]

@@ -7,7 +7,7 @@ from telegram.ext import ContextTypes
 
 from bot import texts
 from bot.runtime import runtime_of
-from bot.telegram_info import conversation_key
+from bot.incoming import conversation_key
 
 
 async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

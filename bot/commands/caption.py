@@ -11,10 +11,10 @@ import re
 from telegram import Bot
 
 from bot import texts
-from bot.answer_keyboard import answer_keyboard
-from bot.answering import answer_message
+from bot.answering import AnswerOptions, answer_message
+from bot.incoming import TaskCall
 from bot.runtime import BotRuntime
-from bot.tasks import TaskCall, command_handler, reply_to_call
+from bot.tasks import reply_to_call
 from model.types import GenerationParams
 
 CAPTION_MAX_NEW_TOKENS = 40
@@ -35,16 +35,10 @@ async def caption_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
     if not call.images:
         await reply_to_call(bot, call, texts.CAPTION_USAGE)
         return
-    params = GenerationParams(max_new_tokens=min(CAPTION_MAX_NEW_TOKENS, runtime.settings.max_new_tokens))
-    await answer_message(
-        runtime,
-        bot,
-        call.question(texts.CAPTION_INSTRUCTION),
-        params=params,
+    options = AnswerOptions(
+        params=GenerationParams(max_new_tokens=min(CAPTION_MAX_NEW_TOKENS, runtime.settings.max_new_tokens)),
         mode=CAPTION_MODE,
         shape_text=first_sentence,
-        final_reply_markup=answer_keyboard(regenerate=False),
+        can_regenerate=False,
     )
-
-
-caption_command = command_handler(caption_task, "caption")
+    await answer_message(runtime, bot, call.question(texts.CAPTION_INSTRUCTION), options)

@@ -1,7 +1,7 @@
 """/classify cat, dog, bird: which of the person's labels fits a photo, chosen by likelihood, not by parsing.
 
 The question listing the labels is stored as a user turn with the photo; each label is then scored by
-the model's likelihood of writing exactly it as the answer (`ModelService.score_options`), the scores
+the model's likelihood of writing exactly it as the answer (`ModelBackend.score_options`), the scores
 are normalised over the labels into percentages, and the ranking is sent and stored as the answer.
 The scoring sees only this question (no history, no preamble), so earlier talk cannot sway the choice.
 """
@@ -16,13 +16,15 @@ from collections.abc import Sequence
 from telegram import Bot
 
 from bot import texts
-from bot.answering import reply_parameters, store_question
+from bot.answering import assistant_turn, store_question
+from bot.apologies import apology_for
+from bot.delivery import Delivery
+from bot.incoming import TaskCall
 from bot.labels import MAX_LABELS, LabelListError, parse_labels
 from bot.prompting import build_conversation
 from bot.runtime import BotRuntime
-from bot.tasks import TaskCall, command_handler, reply_to_call
-from model.errors import ModelError, PromptTooLong, ServiceStopped
-from storage.types import TurnStatus
+from bot.tasks import reply_to_call
+from model.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -60,38 +62,12 @@ async def classify_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
         return
     question = (await runtime.store.history(conversation_id))[-1]
     conversation = await asyncio.to_thread(build_conversation, [question], None)
-    turn = await runtime.store.open_assistant_turn(conversation_id)
-    text, status = texts.GENERATION_FAILED, TurnStatus.FAILED
-    try:
-        text, status = await _score(runtime, conversation, labels)
-    except asyncio.CancelledError:
-        status = TurnStatus.CANCELLED
-        raise
-    finally:  # also when cancelled or after an unexpected error: the turn must not stay pending
-        stored = text if status is TurnStatus.COMPLETE else ""
-        await asyncio.shield(runtime.store.close_assistant_turn(turn.id, status, stored))
-    target = incoming.target
-    sent = await bot.send_message(
-        target.chat_id,
-        text,
-        reply_parameters=reply_parameters(target),
-        message_thread_id=target.message_thread_id,
-    )
-    await runtime.store.link_messages(turn.id, [sent.message_id])
-
-
-async def _score(runtime: BotRuntime, conversation, labels: Sequence[str]) -> tuple[str, TurnStatus]:
-    """The ranking text (COMPLETE), or for a known failure the apology to send instead (FAILED)."""
-    try:
-        log_probs = await runtime.model.score_options(conversation, labels)
-    except PromptTooLong:
-        return texts.PROMPT_TOO_LONG, TurnStatus.FAILED
-    except ServiceStopped:
-        return texts.NOT_READY, TurnStatus.FAILED
-    except ModelError as error:  # GenerationFailed, or a prompt the builder could not make safe
-        log.warning("classification failed: %s", error)
-        return texts.GENERATION_FAILED, TurnStatus.FAILED
-    return result_text(ranking(labels, log_probs)), TurnStatus.COMPLETE
-
-
-classify_command = command_handler(classify_task, "classify")
+    async with assistant_turn(runtime, conversation_id) as outcome:
+        try:
+            log_probs = await runtime.model.score_options(conversation, labels)
+        except ModelError as error:
+            log.warning("classification failed: %s: %s", type(error).__name__, error)
+            outcome.fail(apology_for(error))
+        else:
+            outcome.complete(result_text(ranking(labels, log_probs)))
+        outcome.message_ids = tuple(await Delivery(bot, incoming.target).deliver(outcome.message()))

@@ -10,8 +10,9 @@ from telegram import Bot
 
 from bot import texts
 from bot.answering import answer_message
+from bot.incoming import TaskCall
 from bot.runtime import BotRuntime
-from bot.tasks import TaskCall, command_handler, reply_to_call
+from bot.tasks import reply_to_call
 
 
 async def describe_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
@@ -21,6 +22,3 @@ async def describe_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
         return
     question = call.argument or texts.DEFAULT_IMAGE_INSTRUCTION
     await answer_message(runtime, bot, call.question(question, answer_the_photo=True))
-
-
-describe_command = command_handler(describe_task, "describe")

@@ -10,7 +10,7 @@ from telegram.ext import ContextTypes
 from bot import texts
 from bot.press_answers import answer_press, edit_pressed_message
 from bot.runtime import runtime_of
-from bot.telegram_info import sender_info
+from bot.incoming import sender_info
 
 log = logging.getLogger(__name__)
 

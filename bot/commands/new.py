@@ -1,7 +1,4 @@
-"""/new (alias /reset): close the current conversation so the next message starts a fresh one.
-
-`start_new_conversation` is shared with the "New conversation" button under answers.
-"""
+"""/new (alias /reset): close the current conversation so the next message starts a fresh one."""
 
 from __future__ import annotations
 
@@ -9,10 +6,9 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import texts
-from bot.messages import queue_for_conversation
-from bot.runtime import BotRuntime, runtime_of
-from bot.telegram_info import chat_info, sender_info
-from storage.types import ChatInfo, UserInfo
+from bot.conversation_actions import start_new_conversation
+from bot.incoming import chat_info, sender_info
+from bot.runtime import queue_for_conversation, runtime_of
 
 
 async def new_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -26,9 +22,3 @@ async def new_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await message.reply_text(texts.NEW_CONVERSATION)
 
     queue_for_conversation(update, context, start_fresh, name="new")
-
-
-async def start_new_conversation(runtime: BotRuntime, user: UserInfo, chat: ChatInfo) -> None:
-    """Close the user's open conversation in this chat; their next message starts a new one."""
-    await runtime.store.touch(user, chat)
-    await runtime.store.new_conversation(chat.id, user.id)

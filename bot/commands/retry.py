@@ -1,21 +1,14 @@
-"""/retry: write the last answer again; the old one is kept, marked superseded, and hidden from the model.
-
-`regenerate_last_answer` is shared with the "Regenerate" button under answers.
-"""
+"""/retry: write the last answer again; the old one is kept, marked superseded, and hidden from the model."""
 
 from __future__ import annotations
 
-from telegram import Bot, Update
+from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import texts
-from bot.answer_keyboard import answer_keyboard
-from bot.answering import ReplyTarget, generate_answer
-from bot.messages import queue_for_conversation, reply_target
-from bot.prompting import visible_turns
-from bot.runtime import BotRuntime, runtime_of
-from bot.telegram_info import sender_info
-from storage.types import TurnStatus
+from bot.conversation_actions import regenerate_last_answer
+from bot.incoming import reply_target, sender_info
+from bot.runtime import queue_for_conversation, runtime_of
 
 
 async def retry_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -29,30 +22,3 @@ async def retry_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
             await message.reply_text(texts.NOTHING_TO_RETRY)
 
     queue_for_conversation(update, context, regenerate, name="retry")
-
-
-async def regenerate_last_answer(
-    runtime: BotRuntime, bot: Bot, conversation_id: int, target: ReplyTarget
-) -> bool:
-    """Supersede the answer to the newest question and write it again; False if there is no question."""
-    if not await supersede_last_answer(runtime, conversation_id):
-        return False
-    await generate_answer(runtime, bot, conversation_id, target, final_reply_markup=answer_keyboard())
-    return True
-
-
-async def supersede_last_answer(runtime: BotRuntime, conversation_id: int) -> bool:
-    """Mark the answers after the newest visible user turn superseded; False if there is no such turn."""
-    history = await runtime.store.history(conversation_id)
-    user_turns = [turn for turn in visible_turns(history) if turn.role == "user"]
-    if not user_turns:
-        return False
-    last_question = user_turns[-1]
-    for turn in history:
-        if (
-            turn.role == "assistant"
-            and turn.position > last_question.position
-            and turn.status is TurnStatus.COMPLETE
-        ):
-            await runtime.store.set_turn_status(turn.id, TurnStatus.SUPERSEDED)
-    return True

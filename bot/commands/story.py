@@ -10,12 +10,11 @@ from __future__ import annotations
 from telegram import Bot
 
 from bot import texts
-from bot.answer_keyboard import answer_keyboard
-from bot.answering import answer_message
+from bot.answering import AnswerOptions, answer_message
+from bot.incoming import TaskCall, sender_info
 from bot.prompting import visible_turns
 from bot.runtime import BotRuntime
-from bot.tasks import TaskCall, command_handler, reply_to_call
-from bot.telegram_info import sender_info
+from bot.tasks import reply_to_call
 from model.types import GenerationParams
 
 STORY_MODE = "storyteller"
@@ -43,14 +42,5 @@ async def story_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
         temperature=settings.story_temperature,
         top_p=settings.story_top_p,
     )
-    await answer_message(
-        runtime,
-        bot,
-        call.question(story_instruction(call.argument)),
-        params=params,
-        mode=STORY_MODE,
-        final_reply_markup=answer_keyboard(regenerate=False),
-    )
-
-
-story_command = command_handler(story_task, "story")
+    options = AnswerOptions(params=params, mode=STORY_MODE, can_regenerate=False)
+    await answer_message(runtime, bot, call.question(story_instruction(call.argument)), options)

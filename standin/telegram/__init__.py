@@ -1,4 +1,5 @@
-"""A stand-in for Telegram's Bot API server, for end-to-end tests of the bot (see server.py).
+"""A stand-in for Telegram's Bot API server, for end-to-end tests of the bot and for `idefics-bot try`
+(see server.py).
 
     server = BotApiStandIn()            # or the `bot_api` fixture from tests.standin.fixtures
     await server.start()                # 127.0.0.1, a free port; TELEGRAM_API_URL = server.api_root

@@ -7,7 +7,7 @@ import asyncio
 import io
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from PIL import Image
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.lifecycle import load_model_service
+from bot.lifecycle import load_model_service, serving
 from bot.runtime import BotRuntime, runtime_of
 from bot.settings import Settings
 from model.service import ModelService
@@ -61,27 +61,6 @@ def make_settings(
     return make
 
 
-@asynccontextmanager
-async def running(application: Application) -> AsyncIterator[Application]:
-    """Start and stop an Application in the order `run_polling` does, hooks included."""
-    await application.initialize()
-    try:
-        await application.post_init(application)
-        await application.updater.start_polling(poll_interval=0, timeout=1)
-        await application.start()
-        try:
-            yield application
-        finally:
-            if application.updater.running:
-                await application.updater.stop()
-            if application.running:
-                await application.stop()
-                await application.post_stop(application)
-    finally:
-        await application.shutdown()
-        await application.post_shutdown(application)
-
-
 @pytest_asyncio.fixture
 async def start_bot(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
@@ -99,7 +78,7 @@ async def start_bot(
             make_settings(**overrides), model_service_factory=model_service_factory
         )
         stack = AsyncExitStack()
-        await stack.enter_async_context(running(application))
+        await stack.enter_async_context(serving(application, poll_interval=0, timeout=1))
         stacks[id(application)] = stack
         return application
 

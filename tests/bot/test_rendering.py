@@ -1,4 +1,5 @@
-"""AnswerRenderer driven through a real telegram.Bot against the Bot API stand-in.
+"""An answer shown while it grows (`AnswerPreview`) and then delivered (`Delivery`), driven through a
+real telegram.Bot against the Bot API stand-in, the way `bot.answering` drives them.
 
 Intervals are shrunk so the suite stays fast; the stand-in's flood limits stay on unless a test says
 why it widens one.
@@ -15,13 +16,15 @@ import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.ext import AIORateLimiter, ExtBot
 
-from bot import rendering
-from bot.rendering import AnswerRenderer
+from bot import previews
+from bot.answering import AnswerOutcome
+from bot.delivery import Delivery
+from bot.incoming import ReplyTarget
+from bot.previews import AnswerPreview
 from standin.telegram.flood import Window
 from standin.telegram.server import BotApiStandIn
 from standin.telegram.state import ChatHandle
 
-FAST = dict(min_interval_s=0.05, group_min_interval_s=0.05)
 MARKUP = InlineKeyboardMarkup([[InlineKeyboardButton("Retry", callback_data="retry")]])
 LONG_ANSWER = "\n\n".join(
     " ".join(f"Paragraph {p} sentence {s} says something about the picture." for s in range(12))
@@ -34,6 +37,22 @@ async def bot(bot_api: BotApiStandIn):
     async with Bot(bot_api.token, base_url=bot_api.base_url,
                    base_file_url=bot_api.base_file_url) as real_bot:
         yield real_bot
+
+
+def answer_in(bot: Bot, chat_id: int, *, is_private: bool, reply_to: int | None = None,
+              topic: int | None = None, min_interval_s: float = 0.05,
+              group_min_interval_s: float = 0.05) -> tuple[AnswerPreview, Delivery]:
+    """One answer's preview and delivery (fast intervals unless a test asks for production ones)."""
+    target = ReplyTarget(chat_id, is_private, reply_to_message_id=reply_to, message_thread_id=topic)
+    delivery = Delivery(bot, target, min_interval_s=min_interval_s)
+    return AnswerPreview(delivery, group_min_interval_s=group_min_interval_s), delivery
+
+
+async def finish(preview: AnswerPreview, delivery: Delivery, text: str,
+                 markup: InlineKeyboardMarkup | None = None) -> list[int]:
+    """End the answer as `bot.answering` does: close the preview, then deliver the final text."""
+    await preview.close()
+    return await delivery.deliver(text, markup)
 
 
 async def user_message(bot_api: BotApiStandIn, chat: ChatHandle, user_id: int = 501) -> int:
@@ -53,14 +72,13 @@ def without_whitespace(text: str) -> str:
 async def test_private_answer_streams_drafts_then_sends_the_final_text_as_a_reply(bot, bot_api):
     chat = bot_api.private_chat(501)
     asked = await user_message(bot_api, chat)
-    renderer = AnswerRenderer(bot, chat.id, is_private=True, reply_to_message_id=asked,
-                              final_reply_markup=MARKUP, **FAST)
-    async with renderer:
-        await renderer.update("A red")
+    preview, delivery = answer_in(bot, chat.id, is_private=True, reply_to=asked)
+    async with preview:
+        preview.update("A red")
         await bot_api.wait_for(lambda: len(bot_api.drafts(chat)) == 1)
-        await renderer.update("A red square on")
+        preview.update("A red square on")
         await bot_api.wait_for(lambda: len(bot_api.drafts(chat)) == 2)
-        ids = await renderer.finish("A red square on white.")
+        ids = await finish(preview, delivery, "A red square on white.", MARKUP)
 
     assert bot_api.drafts(chat) == ["A red", "A red square on"]
     draft_ids = {call.params["draft_id"] for call in bot_api.calls_to("sendMessageDraft")}
@@ -76,14 +94,13 @@ async def test_private_answer_streams_drafts_then_sends_the_final_text_as_a_repl
 async def test_group_answer_is_a_reply_edited_as_it_grows_and_finished_with_markup(bot, bot_api):
     chat = bot_api.group_chat(-100500)
     asked = await user_message(bot_api, chat)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, reply_to_message_id=asked,
-                              final_reply_markup=MARKUP, **FAST)
-    async with renderer:
-        await renderer.update("Two")
+    preview, delivery = answer_in(bot, chat.id, is_private=False, reply_to=asked)
+    async with preview:
+        preview.update("Two")
         await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
-        await renderer.update("Two cats")
+        preview.update("Two cats")
         await bot_api.wait_for(lambda: bot_api.bot_messages(chat)[0].text == "Two cats")
-        ids = await renderer.finish("Two cats sleeping.")
+        ids = await finish(preview, delivery, "Two cats sleeping.", MARKUP)
 
     [message] = bot_api.bot_messages(chat)
     assert ids == [message.message_id]
@@ -95,17 +112,16 @@ async def test_group_answer_is_a_reply_edited_as_it_grows_and_finished_with_mark
 
 async def test_fast_updates_become_few_writes_spaced_by_the_interval(bot, bot_api):
     chat = bot_api.group_chat(-100501)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, min_interval_s=0.05,
-                              group_min_interval_s=0.25)
+    preview, delivery = answer_in(bot, chat.id, is_private=False, min_interval_s=0.05, group_min_interval_s=0.25)
     text = ""
-    async with renderer:
+    async with preview:
         started = time.monotonic()
         for word in range(100):  # about 1.2 s of a fast model
             text += f" w{word}"
-            await renderer.update(text)
+            preview.update(text)
             await asyncio.sleep(0.012)
         streamed_for = time.monotonic() - started
-        await renderer.finish(text)
+        await finish(preview, delivery, text)
 
     stream = writes(bot_api, "sendMessage", "editMessageText")[:-1]  # the last one is the final
     assert 2 <= len(stream) <= 2 + streamed_for / 0.25, f"{len(stream)} writes for 100 updates"
@@ -115,41 +131,41 @@ async def test_fast_updates_become_few_writes_spaced_by_the_interval(bot, bot_ap
 
 
 async def test_a_stalled_draft_is_sent_again_before_it_expires(bot, bot_api, monkeypatch):
-    monkeypatch.setattr(rendering, "DRAFT_KEEPALIVE_S", 0.15)
+    monkeypatch.setattr(previews, "DRAFT_KEEPALIVE_S", 0.15)
     chat = bot_api.private_chat(510)
-    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
-    async with renderer:
-        await renderer.update("Thinking about it")
+    preview, delivery = answer_in(bot, chat.id, is_private=True)
+    async with preview:
+        preview.update("Thinking about it")
         await asyncio.sleep(0.5)
-        await renderer.finish("Thought about it.")
+        await finish(preview, delivery, "Thought about it.")
     assert len(bot_api.drafts(chat)) >= 3
     assert set(bot_api.drafts(chat)) == {"Thinking about it"}
 
 
 async def test_unchanged_text_is_not_sent_again(bot, bot_api):
     chat = bot_api.private_chat(502)
-    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
-    async with renderer:
+    preview, delivery = answer_in(bot, chat.id, is_private=True)
+    async with preview:
         for _ in range(10):
-            await renderer.update("Same words")
+            preview.update("Same words")
             await asyncio.sleep(0.02)
-        await renderer.update("Same words  ")  # only trailing whitespace differs
+        preview.update("Same words  ")  # only trailing whitespace differs
         await asyncio.sleep(0.15)
-        await renderer.finish("Same words")
+        await finish(preview, delivery, "Same words")
     assert bot_api.drafts(chat) == ["Same words"]
 
 
 async def test_default_private_interval_stays_within_telegrams_flood_limits(bot, bot_api):
     chat = bot_api.private_chat(503)
-    renderer = AnswerRenderer(bot, chat.id, is_private=True)  # min_interval_s=1.0 as in production
+    preview, delivery = answer_in(bot, chat.id, is_private=True, min_interval_s=1.0)  # as in production
     text = ""
-    async with renderer:
+    async with preview:
         started = time.monotonic()
         while time.monotonic() - started < 2.2:
             text += " token"
-            await renderer.update(text)
+            preview.update(text)
             await asyncio.sleep(0.02)
-        ids = await renderer.finish(text + " end.")
+        ids = await finish(preview, delivery, text + " end.")
     assert bot_api.served_429s == 0
     assert 2 <= len(bot_api.drafts(chat)) <= 4
     assert [m.text for m in bot_api.bot_messages(chat)] == [(text + " end.").strip()]
@@ -158,18 +174,18 @@ async def test_default_private_interval_stays_within_telegrams_flood_limits(bot,
 
 async def test_429_while_streaming_is_obeyed_and_the_final_text_still_arrives(bot, bot_api):
     chat = bot_api.group_chat(-100502)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
-    async with renderer:
-        await renderer.update("First words")
+    preview, delivery = answer_in(bot, chat.id, is_private=False)
+    async with preview:
+        preview.update("First words")
         await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
         bot_api.fail_next("editMessageText", 429, "Too Many Requests: retry after 1", retry_after=1)
         update_durations = []
         for step in range(20):
             started = time.monotonic()
-            await renderer.update(f"First words and more {step}")
+            preview.update(f"First words and more {step}")
             update_durations.append(time.monotonic() - started)
             await asyncio.sleep(0.02)
-        ids = await renderer.finish("First words and more, finally.")
+        ids = await finish(preview, delivery, "First words and more, finally.")
 
     assert max(update_durations) < 0.05, "update() waited for Telegram"
     edits = bot_api.calls_to("editMessageText")
@@ -184,9 +200,9 @@ async def test_final_message_is_delivered_after_repeated_429s(bot, bot_api):
     chat = bot_api.private_chat(504)
     bot_api.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1,
                       times=2)
-    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
-    async with renderer:
-        ids = await renderer.finish("Delivered anyway.")
+    preview, delivery = answer_in(bot, chat.id, is_private=True)
+    async with preview:
+        ids = await finish(preview, delivery, "Delivered anyway.")
     assert [m.text for m in bot_api.bot_messages(chat)] == ["Delivered anyway."]
     assert len(ids) == 1 and bot_api.served_429s == 2
 
@@ -198,11 +214,11 @@ async def test_429_is_survived_when_ptbs_rate_limiter_retries_it_itself(bot_api)
                      rate_limiter=AIORateLimiter(max_retries=2))
     async with limited:
         bot_api.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
-        renderer = AnswerRenderer(limited, chat.id, is_private=False, **FAST)
-        async with renderer:
-            await renderer.update("Hello")
+        preview, delivery = answer_in(limited, chat.id, is_private=False)
+        async with preview:
+            preview.update("Hello")
             await asyncio.sleep(0.1)
-            ids = await renderer.finish("Hello there.")
+            ids = await finish(preview, delivery, "Hello there.")
     messages = bot_api.bot_messages(chat)
     assert [m.text for m in messages] == ["Hello there."], "the 429 lost or duplicated a message"
     assert ids == [messages[0].message_id] and bot_api.served_429s == 1
@@ -210,11 +226,11 @@ async def test_429_is_survived_when_ptbs_rate_limiter_retries_it_itself(bot_api)
 
 async def test_final_text_equal_to_the_shown_text_is_not_an_error(bot, bot_api):
     chat = bot_api.group_chat(-100504)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
-    async with renderer:
-        await renderer.update("Exactly this.")
+    preview, delivery = answer_in(bot, chat.id, is_private=False)
+    async with preview:
+        preview.update("Exactly this.")
         await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
-        ids = await renderer.finish("Exactly this.")
+        ids = await finish(preview, delivery, "Exactly this.")
     [message] = bot_api.bot_messages(chat)
     assert ids == [message.message_id] and message.text == "Exactly this."
     assert any("not modified" in e.description for e in bot_api.served_errors)
@@ -225,17 +241,17 @@ async def test_long_group_answer_freezes_full_messages_and_continues_in_new_repl
     bot_api.flood_limits.group_chat = Window(100, 60.0)
     chat = bot_api.group_chat(-100505)
     asked = await user_message(bot_api, chat)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, reply_to_message_id=asked, **FAST)
-    async with renderer:
+    preview, delivery = answer_in(bot, chat.id, is_private=False, reply_to=asked)
+    async with preview:
         for end in range(1500, 6001, 1500):
-            await renderer.update(LONG_ANSWER[:end])
+            preview.update(LONG_ANSWER[:end])
             await asyncio.sleep(0.08)
         # Still streaming: the first message is already full and final, the rest is a new reply.
         first, second = await bot_api.wait_for_bot_message(chat, count=2, timeout=5)
         assert len(first.text) <= 4096 and first.text.endswith(".")
         assert LONG_ANSWER.startswith(first.text)
         assert second.text == LONG_ANSWER[:6000][len(first.text):].strip()
-        ids = await renderer.finish(LONG_ANSWER)
+        ids = await finish(preview, delivery, LONG_ANSWER)
 
     messages = bot_api.bot_messages(chat)
     assert ids == [m.message_id for m in messages] and len(messages) == 3
@@ -249,14 +265,14 @@ async def test_long_group_answer_freezes_full_messages_and_continues_in_new_repl
 async def test_429_on_freezing_a_full_message_neither_loses_nor_repeats_text(bot, bot_api):
     bot_api.flood_limits.group_chat = Window(100, 60.0)
     chat = bot_api.group_chat(-100511)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
-    await renderer.update(LONG_ANSWER[:3000])
+    preview, delivery = answer_in(bot, chat.id, is_private=False)
+    preview.update(LONG_ANSWER[:3000])
     await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
     bot_api.fail_next("editMessageText", 429, "Too Many Requests: retry after 1", retry_after=1)
     # The live message must now be frozen, and that edit is refused.
-    await renderer.update(LONG_ANSWER[:6000])
+    preview.update(LONG_ANSWER[:6000])
     await bot_api.wait_for(lambda: len(bot_api.bot_messages(chat)) == 2, timeout=5)
-    ids = await renderer.finish(LONG_ANSWER)
+    ids = await finish(preview, delivery, LONG_ANSWER)
     messages = bot_api.bot_messages(chat)
     assert ids == [m.message_id for m in messages] and len(messages) == 3
     assert bot_api.served_429s == 1
@@ -267,10 +283,10 @@ async def test_long_private_answer_is_sent_as_several_messages_with_markup_on_th
     bot, bot_api
 ):
     chat = bot_api.private_chat(505)
-    renderer = AnswerRenderer(bot, chat.id, is_private=True, final_reply_markup=MARKUP, **FAST)
-    async with renderer:
-        await renderer.update(LONG_ANSWER[:3000])
-        ids = await renderer.finish(LONG_ANSWER)
+    preview, delivery = answer_in(bot, chat.id, is_private=True)
+    async with preview:
+        preview.update(LONG_ANSWER[:3000])
+        ids = await finish(preview, delivery, LONG_ANSWER, MARKUP)
     messages = bot_api.bot_messages(chat)
     assert ids == [m.message_id for m in messages] and len(messages) == 3
     assert all(len(m.text) <= 4096 for m in messages)
@@ -281,17 +297,17 @@ async def test_long_private_answer_is_sent_as_several_messages_with_markup_on_th
 async def test_blocked_bot_stops_quietly_without_raising(bot, bot_api, caplog):
     chat = bot_api.private_chat(506)
     chat.blocked = True
-    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
-    with caplog.at_level(logging.INFO, logger="bot.rendering"):
-        async with renderer:
-            await renderer.update("Nobody will see this")
+    preview, delivery = answer_in(bot, chat.id, is_private=True)
+    with caplog.at_level(logging.INFO, logger="bot.delivery"):
+        async with preview:
+            preview.update("Nobody will see this")
             await asyncio.sleep(0.1)
-            ids = await renderer.finish("Nobody will see this either.")
+            ids = await finish(preview, delivery, "Nobody will see this either.")
     assert ids == []
     assert any(e.error_code == 403 for e in bot_api.served_errors)
     assert any("blocked" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
     calls_after = len(bot_api.calls)
-    await renderer.update("more")
+    preview.update("more")
     await asyncio.sleep(0.1)
     assert len(bot_api.calls) == calls_after
 
@@ -299,14 +315,14 @@ async def test_blocked_bot_stops_quietly_without_raising(bot, bot_api, caplog):
 async def test_bot_removed_from_a_group_mid_stream_stops_writing_and_does_not_raise(bot, bot_api):
     chat = bot_api.group_chat(-100509)
     # Not entered with `async with`: no typing task, so only the streaming meets the 403.
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
-    await renderer.update("First part")
+    preview, delivery = answer_in(bot, chat.id, is_private=False)
+    preview.update("First part")
     await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
     chat.blocked = True
     for step in range(15):
-        await renderer.update(f"First part and more {step}")
+        preview.update(f"First part and more {step}")
         await asyncio.sleep(0.02)
-    ids = await renderer.finish("First part and more, finally.")
+    ids = await finish(preview, delivery, "First part and more, finally.")
     assert ids == []
     assert [e.error_code for e in bot_api.served_errors] == [403], "kept writing after a 403"
 
@@ -314,11 +330,11 @@ async def test_bot_removed_from_a_group_mid_stream_stops_writing_and_does_not_ra
 async def test_refused_drafts_fall_back_to_editing_a_message(bot, bot_api):
     chat = bot_api.private_chat(507)
     bot_api.fail_next("sendMessageDraft", 400, "Bad Request: TEXTDRAFT_PEER_INVALID")
-    renderer = AnswerRenderer(bot, chat.id, is_private=True, **FAST)
-    async with renderer:
-        await renderer.update("Partial")
+    preview, delivery = answer_in(bot, chat.id, is_private=True)
+    async with preview:
+        preview.update("Partial")
         await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
-        ids = await renderer.finish("Partial, then whole.")
+        ids = await finish(preview, delivery, "Partial, then whole.")
     [message] = bot_api.bot_messages(chat)
     assert ids == [message.message_id]
     assert message.history == ["Partial", "Partial, then whole."]
@@ -327,12 +343,12 @@ async def test_refused_drafts_fall_back_to_editing_a_message(bot, bot_api):
 
 async def test_empty_text_is_never_sent(bot, bot_api):
     chat = bot_api.group_chat(-100506)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
-    async with renderer:
-        await renderer.update("")
-        await renderer.update(" \n ")
+    preview, delivery = answer_in(bot, chat.id, is_private=False)
+    async with preview:
+        preview.update("")
+        preview.update(" \n ")
         await asyncio.sleep(0.15)
-        ids = await renderer.finish("   ")
+        ids = await finish(preview, delivery, "   ")
     assert ids == []
     assert writes(bot_api, "sendMessage", "editMessageText", "sendMessageDraft") == []
 
@@ -340,13 +356,13 @@ async def test_empty_text_is_never_sent(bot, bot_api):
 async def test_typing_indicator_is_kept_up_in_the_topic_until_the_answer_is_finished(
     bot, bot_api, monkeypatch
 ):
-    monkeypatch.setattr(rendering, "TYPING_REFRESH_S", 0.1)
+    monkeypatch.setattr(previews, "TYPING_REFRESH_S", 0.1)
     chat = bot_api.group_chat(-100507, is_forum=True)
     topic = bot_api.create_topic(chat, "Pictures")
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, message_thread_id=topic, **FAST)
-    async with renderer:
+    preview, delivery = answer_in(bot, chat.id, is_private=False, topic=topic)
+    async with preview:
         await asyncio.sleep(0.35)
-        await renderer.finish("Done.")
+        await finish(preview, delivery, "Done.")
         actions = bot_api.calls_to("sendChatAction")
         await asyncio.sleep(0.3)
     assert len(actions) >= 3
@@ -357,30 +373,32 @@ async def test_typing_indicator_is_kept_up_in_the_topic_until_the_answer_is_fini
 
 
 async def test_group_typing_stops_once_the_growing_message_is_visible(bot, bot_api, monkeypatch):
-    monkeypatch.setattr(rendering, "TYPING_REFRESH_S", 0.05)
+    monkeypatch.setattr(previews, "TYPING_REFRESH_S", 0.05)
     chat = bot_api.group_chat(-100510)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, **FAST)
-    async with renderer:
+    preview, delivery = answer_in(bot, chat.id, is_private=False)
+    async with preview:
         await asyncio.sleep(0.2)
-        await renderer.update("Visible")
+        preview.update("Visible")
         await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
         await asyncio.sleep(0.1)  # a typing call already in flight may still land
         typing_so_far = len(bot_api.calls_to("sendChatAction"))
         for step in range(10):
-            await renderer.update(f"Visible and growing {step}")
+            preview.update(f"Visible and growing {step}")
             await asyncio.sleep(0.03)
-        await renderer.finish("Visible and grown.")
+        await finish(preview, delivery, "Visible and grown.")
     assert typing_so_far >= 2
     assert len(bot_api.calls_to("sendChatAction")) == typing_so_far
 
 
 async def test_failure_keeps_the_partial_text_and_adds_the_apology(bot, bot_api):
     chat = bot_api.group_chat(-100508)
-    renderer = AnswerRenderer(bot, chat.id, is_private=False, final_reply_markup=MARKUP, **FAST)
-    async with renderer:
-        await renderer.update("The picture shows")
+    preview, delivery = answer_in(bot, chat.id, is_private=False)
+    outcome = AnswerOutcome(text="The picture shows")
+    async with preview:
+        preview.update(outcome.text)
         await bot_api.wait_for(lambda: bot_api.bot_messages(chat))
-        ids = await renderer.fail("Sorry, the model stopped.", partial_text="The picture shows")
+        outcome.fail("Sorry, the model stopped.")
+        ids = await finish(preview, delivery, outcome.message())
     [message] = bot_api.bot_messages(chat)
     assert ids == [message.message_id]
     assert message.text == "The picture shows\n\nSorry, the model stopped."
@@ -388,12 +406,13 @@ async def test_failure_keeps_the_partial_text_and_adds_the_apology(bot, bot_api)
 
 
 async def test_cancelled_caller_leaves_no_background_writes(bot, bot_api, monkeypatch):
-    monkeypatch.setattr(rendering, "TYPING_REFRESH_S", 0.05)
+    monkeypatch.setattr(previews, "TYPING_REFRESH_S", 0.05)
     chat = bot_api.private_chat(509)
 
     async def answer() -> None:
-        async with AnswerRenderer(bot, chat.id, is_private=True, **FAST) as renderer:
-            await renderer.update("Half an")
+        preview, _ = answer_in(bot, chat.id, is_private=True)
+        async with preview:
+            preview.update("Half an")
             await asyncio.sleep(10)
 
     task = asyncio.create_task(answer())

@@ -33,7 +33,7 @@ async def seed_two_users(store, solid_png):
     for user in (ALICE, BOB):
         await store.touch(user, ChatInfo(user.id, "private"))
         await store.touch(user, GROUP)
-        await store.update_user_settings(user.id, mode="describe")
+        await store.update_chat_settings(user.id, mode="describe")
     await store.update_chat_settings(ALICE.id, answer_length="long")
     await store.update_chat_settings(GROUP.id, mode="story")
 
@@ -72,7 +72,6 @@ async def test_forget_removes_the_users_rows_and_images_everywhere(store, rows, 
         assert await session.get(Chat, ALICE.id) is None
         alices = select(Conversation).where(Conversation.user_id == ALICE.id)
         assert (await session.scalars(alices)).all() == []
-    assert await store.user_settings(ALICE.id) == {}
     assert await store.chat_settings(ALICE.id) == {}
     assert await store.turn_for_message(GROUP.id, 2) is None
     assert await store.turn_for_message(ALICE.id, 1) is None
@@ -89,7 +88,7 @@ async def test_forget_leaves_other_users_intact_in_a_shared_group(store, solid_p
     assert await store.history(bob_private.id) == bob_private_history
     assert await store.turn_for_message(GROUP.id, 4) == bob_turn
     assert await store.active_conversation(GROUP.id, BOB.id) == bob_group
-    assert await store.user_settings(BOB.id) == {"mode": "describe"}
+    assert await store.chat_settings(BOB.id) == {"mode": "describe"}
     assert await store.chat_settings(GROUP.id) == {"mode": "story"}
 
 

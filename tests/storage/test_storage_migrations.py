@@ -15,7 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData, inspect
+from sqlalchemy import Connection, MetaData, inspect, select
 
 from storage.database import create_engine
 from storage.images import normalise_image
@@ -26,7 +26,7 @@ from storage.migrations import (
     upgrade_database,
     upgrade_engine,
 )
-from storage.schema import Base
+from storage.schema import Base, User
 from storage.store import Store
 from storage.types import TurnStatus
 
@@ -134,7 +134,8 @@ async def test_database_made_by_a_revision_upgrades_with_its_data(
         assert history[0].created_at == SEEDED_AT
         assert (await store.turn_for_message(7, 77)).id == 700
         assert (await store.image_for_file("old-file")).id == 7000
-        assert await store.user_settings(7) == {"mode": "story"}
+        async with store._engine.connect() as connection:
+            assert await connection.scalar(select(User.settings).where(User.id == 7)) == {"mode": "story"}
         assert await store.chat_settings(7) == {"answer_length": "short"}
         assert (await store.active_conversation(7, 7)).id == 70
         added = await store.add_user_turn(70, "and now?")

@@ -133,7 +133,7 @@ async def test_data_survives_stop_and_start(database_url, solid_png):
     turn = await first_run.add_user_turn(
         conversation.id, "kept", [ImageInput(solid_png((5, 6, 7)), "f1")], [7]
     )
-    await first_run.update_user_settings(1, mode="story")
+    await first_run.update_chat_settings(1, mode="story")
     await first_run.stop()
 
     second_run = Store(database_url)
@@ -143,7 +143,7 @@ async def test_data_survives_stop_and_start(database_url, solid_png):
         assert await second_run.active_conversation(1, 1) == conversation
         assert await second_run.history(conversation.id) == [turn]
         assert await second_run.turn_for_message(1, 7) == turn
-        assert await second_run.user_settings(1) == {"mode": "story"}
+        assert await second_run.chat_settings(1) == {"mode": "story"}
     finally:
         await second_run.stop()
 
@@ -182,17 +182,16 @@ async def test_datetimes_are_timezone_aware_utc(store):
 
 
 async def test_settings_round_trip_and_none_removes_a_key(store):
-    assert await store.user_settings(1) == {}
     assert await store.chat_settings(GROUP) == {}
 
-    await store.update_user_settings(1, mode="story", creativity=0.8)
-    merged = await store.update_user_settings(1, creativity=None, answer_length="short")
-    await store.update_chat_settings(GROUP, mode="describe")
+    await store.update_chat_settings(GROUP, mode="story", creativity=0.8)
+    merged = await store.update_chat_settings(GROUP, creativity=None, answer_length="short")
+    await store.update_chat_settings(1, mode="describe")
 
     assert merged == {"mode": "story", "answer_length": "short"}
-    assert await store.user_settings(1) == merged
-    assert await store.chat_settings(GROUP) == {"mode": "describe"}
-    assert await store.user_settings(2) == {}
+    assert await store.chat_settings(GROUP) == merged
+    assert await store.chat_settings(1) == {"mode": "describe"}
+    assert await store.chat_settings(2) == {}
 
 
 async def test_stats_count_rows_and_turns_by_status(store, solid_png):
