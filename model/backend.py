@@ -1,9 +1,10 @@
 """The one contract between the bot and a model, wherever the model runs.
 
 The bot only ever talks to a `ModelBackend`: the in-process `ModelService` (model/service.py) is one,
-a text-generation-inference client is another. Both stream the same events (`TextDelta`s, then one
-`GenerationResult` with a `FinishReason`), apply the same stop rules, and raise the same errors from
-model/errors.py, so nothing above this seam knows which one it has.
+the text-generation-inference client (model/tgi.py) is another, and model/backends.py makes either from
+plain options. Both stream the same events (`TextDelta`s, then one `GenerationResult` with a
+`FinishReason`; a remote one may first send `Busy` while its servers are overloaded), apply the same stop
+rules, and raise the same errors from model/errors.py, so nothing above this seam knows which one it has.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ class ModelBackend(Protocol):
         """Cancel what runs, refuse what waits, release resources (called once, at shutdown)."""
 
     def stream(self, conversation: Conversation, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        """`TextDelta`s, then one `GenerationResult`; closing the iterator cancels the request.
+        """`TextDelta`s, then one `GenerationResult` (maybe `Busy` first); closing it cancels the request.
 
-        Raises `PromptTooLong`, `ServiceStopped` or `GenerationFailed` (model/errors.py)."""
+        Raises `PromptTooLong`, `ServiceStopped` or `GenerationFailed` (`ModelBusy` among them)."""
 
     async def score_options(self, conversation: Conversation, options: Sequence[str]) -> list[float]:
         """The log-likelihood of each option as the assistant's whole reply to the last user turn."""

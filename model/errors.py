@@ -17,6 +17,10 @@ class GenerationFailed(ModelError):
     """Generation failed for this request (an exception in the model, out of memory after retries)."""
 
 
+class ModelBusy(GenerationFailed):
+    """The model servers stayed overloaded through every retry; the request was given up."""
+
+
 class ServiceStopped(ModelError):
     """The service was stopped (or not started) before the request could run."""
 

@@ -10,7 +10,9 @@ Text from users (and stored replies) is made literal before it goes in:
 - it is NFKC-normalised, every kind of line break becomes ``"\\n"``, and a line that starts with a role
   label (``User:``, ``  assistant :``) is joined to the line before with a space, so text cannot open a
   turn;
-- a string item that the processor would take for an image URL to fetch gets a WORD JOINER in front.
+- a string item that the processor would take for an image URL to fetch gets a WORD JOINER in front;
+- ``![](`` gets a WORD JOINER after its ``!``: a text-generation-inference server reads ``![](...)`` in its
+  input as an image to fetch or decode, so text must never spell it.
 The ids are then computed in the served format (model/tokenization.py: each text segment between special
 tokens tokenized on its own, as the model was trained), from the text `IdeficsProcessor` makes of the items,
 and checked: the number of special tokens must be what the template put there, or the prompt is refused.
@@ -37,6 +39,7 @@ from model.tokenization import SegmentEncoder
 from model.types import BuiltPrompt, Conversation, ImagePart, Preamble, TextPart, Turn
 
 WORD_JOINER = "\u2060"
+MARKDOWN_IMAGE = "![]("
 # Whitespace and invisible format characters that may hide in front of a role label; U+2581 ("▁") is
 # SentencePiece's space, so to the model it is whitespace too.
 _INVISIBLE = "\\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2581\ufeff"
@@ -99,6 +102,7 @@ class PromptBuilder:
         joined = lines[0] if lines else ""
         for line in lines[1:]:
             joined += " " + line.lstrip() if _ROLE_LABEL.match(line) else "\n" + line
+        joined = joined.replace(MARKDOWN_IMAGE, MARKDOWN_IMAGE[0] + WORD_JOINER + MARKDOWN_IMAGE[1:])
         return self._guarded_pattern.sub(lambda m: m[0][0] + WORD_JOINER + m[0][1:], joined).strip()
 
     def _image_cap_start(self, turns: tuple[Turn, ...]) -> int:

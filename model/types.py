@@ -94,7 +94,18 @@ class GenerationResult:
     extra: dict = field(default_factory=dict)
 
 
-StreamEvent = Union[TextDelta, GenerationResult]
+@dataclass(frozen=True)
+class Busy:
+    """The model server is overloaded: the request waits `retry_in_s` seconds, then tries again.
+
+    Only a remote backend (a text-generation-inference server) sends it, before any text; a caller may
+    tell the person that the answer is delayed, or ignore it."""
+
+    attempt: int
+    retry_in_s: float
+
+
+StreamEvent = Union[TextDelta, GenerationResult, Busy]
 
 
 @dataclass(frozen=True)

@@ -1,48 +1,30 @@
 """Fixtures for the storage suite: a real database per test and pictures made with Pillow.
 
-Every test gets a fresh SQLite file in tmp_path. With TEST_DATABASE_URL set (e.g. a PostgreSQL
-database kept for tests), the suite runs there instead, dropping all tables before and after
-each test — so such a database must be dedicated to this suite and not shared by parallel runs.
+Every test that takes `database_url` (or `store`, `rows`) runs on a fresh SQLite file and, when
+TEST_DATABASE_URL names a PostgreSQL server (always in CI), on PostgreSQL too: see tests/databases.py.
 """
 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from PIL import Image
-from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.database import create_engine
-from storage.schema import Base
 from storage.store import Store
+from tests.databases import database_url, sqlite_only_note
+
+__all__ = ["database_url"]
 
 EXIF_ORIENTATION = 0x0112
 
 
-async def _drop_everything(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(Base.metadata.drop_all)
-            version_table = Table("alembic_version", MetaData())
-            await connection.run_sync(lambda sync: version_table.drop(sync, checkfirst=True))
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def database_url(tmp_path) -> AsyncIterator[str]:
-    external = os.environ.get("TEST_DATABASE_URL")
-    if not external:
-        yield f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
-        return
-    await _drop_everything(external)
-    yield external
-    await _drop_everything(external)
+def pytest_terminal_summary(terminalreporter) -> None:
+    if note := sqlite_only_note():
+        terminalreporter.write_line(note, yellow=True)
 
 
 @pytest.fixture

@@ -1,0 +1,78 @@
+"""The databases tests run on: SQLite always, and PostgreSQL when TEST_DATABASE_URL names a server.
+
+A test that takes `database_url` runs once per database in the same pytest run (ids `[sqlite]` and
+`[postgresql]`). Without TEST_DATABASE_URL a developer's run is SQLite only, and says so at the end;
+`eval "$(.ci/postgres start)"` starts a throwaway server and sets it. In CI (CI=true, as .ci/run sets)
+the PostgreSQL runs must happen: there they fail, loudly, rather than vanish when the URL is missing.
+
+The PostgreSQL database is emptied (every table dropped) before and after each test, so it must be
+dedicated to the tests and not shared by runs in parallel. Any test package can use the fixture:
+`from tests.databases import database_url` in its conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import MetaData, Table
+
+from storage.database import create_engine
+from storage.schema import Base
+
+URL_VARIABLE = "TEST_DATABASE_URL"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def database_kinds() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get(URL_VARIABLE) or in_ci() else ["sqlite"]
+
+
+def sqlite_only_note() -> str | None:
+    """A line for the end of a run that used no PostgreSQL, or None."""
+    if "postgresql" in database_kinds():
+        return None
+    return (
+        f"storage tests ran on SQLite only: set {URL_VARIABLE} (eval \"$(.ci/postgres start)\" "
+        "starts a throwaway PostgreSQL) to run them on PostgreSQL as well"
+    )
+
+
+def postgres_url() -> str:
+    url = os.environ.get(URL_VARIABLE, "")
+    if not url:
+        pytest.fail(
+            f"CI=true but {URL_VARIABLE} is not set: CI must run the storage tests on PostgreSQL too. "
+            "`.ci/run` starts a server with `.ci/postgres start`; run that, or unset CI for a SQLite-only run.",
+            pytrace=False,
+        )
+    if not url.startswith(("postgresql", "postgres")):
+        pytest.fail(f"{URL_VARIABLE} must be a PostgreSQL URL (postgresql+asyncpg://...)", pytrace=False)
+    return url
+
+
+async def drop_everything(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.drop_all)
+            version_table = Table("alembic_version", MetaData())
+            await connection.run_sync(lambda sync: version_table.drop(sync, checkfirst=True))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=database_kinds())
+async def database_url(request, tmp_path) -> AsyncIterator[str]:
+    """An empty database: a fresh SQLite file, or the emptied PostgreSQL test database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    url = postgres_url()
+    await drop_everything(url)
+    yield url
+    await drop_everything(url)
