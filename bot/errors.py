@@ -22,3 +22,7 @@ class ImageDownloadFailed(BotError):
 
 class NotReady(BotError):
     """An update arrived before post_init finished, or after shutdown began."""
+
+
+class ListenFailed(BotError):
+    """A server of the bot's own (the health and metrics endpoint) could not listen where it was told."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -17,11 +18,12 @@ from PIL import Image
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.lifecycle import load_model_service, serving
+from bot.lifecycle import create_model_backend, serving
 from bot.runtime import BotRuntime, runtime_of
 from bot.settings import Settings
 from model.service import ModelService
 from model.types import Conversation, GenerationParams
+from tests.databases import database_kinds, empty_database
 from tests.standin import fixtures as standin_fixtures
 from standin.telegram.server import BotApiStandIn
 
@@ -33,9 +35,17 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}"
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_databases` run on SQLite and on PostgreSQL (tests/databases.py); the rest on
+    SQLite, which keeps the suite's time in check."""
+    if metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("database_url", database_kinds(), indirect=True)
+
+
+@pytest_asyncio.fixture
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with empty_database(getattr(request, "param", "sqlite"), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -144,7 +154,7 @@ def recording_factory(
     made: list[RecordingModelService] = []
 
     async def factory(settings: Settings) -> RecordingModelService:
-        plain = await load_model_service(settings)
+        plain = await create_model_backend(settings)
         service = (service_class or RecordingModelService)(
             plain.loaded,
             max_batch_size=settings.max_batch_size,
@@ -155,6 +165,13 @@ def recording_factory(
         return service
 
     return factory, made
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (until someone takes it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def image_bytes(color: str, size: tuple[int, int] = (64, 48), fmt: str = "JPEG") -> bytes:
