@@ -25,4 +25,4 @@ class NotReady(BotError):
 
 
 class ListenFailed(BotError):
-    """A server of the bot's own (the health and metrics endpoint) could not listen where it was told."""
+    """A server of the bot's own (webhooks, health and metrics) could not listen where it was told."""

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from telegram.ext import Application
 
 from bot.errors import ListenFailed
@@ -77,8 +77,9 @@ class HealthServer:
         return web.json_response(body, status=200 if healthy else 503)
 
     async def _serve_metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # The format the scraper asks for (Accept): Prometheus's text format, or OpenMetrics.
+        encode, content_type = choose_encoder(request.headers.get("Accept"))
+        return web.Response(body=encode(self._metrics.registry), headers={"Content-Type": content_type})
 
 
 async def _check(probe: Awaitable[Any]) -> dict[str, Any]:

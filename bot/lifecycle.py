@@ -25,7 +25,7 @@ from bot.health_server import start_health_server, stop_health_server
 from bot.metrics import BotMetrics
 from bot.runtime import BotRuntime, current_runtime, install_runtime, remove_runtime, runtime_of
 from bot.settings import Settings
-from bot.webhooks import start_receiving
+from bot.webhooks import check_port_is_free, start_receiving, webhook_of
 from model.backend import ModelBackend
 from model.backends import BackendOptions, create_backend
 from storage.store import Store
@@ -64,6 +64,8 @@ def make_post_init(
         """Open the store, load and start the model, register commands, schedule the retention purge."""
         from model.preamble import load_modes, resolve_preamble
 
+        if (webhook := webhook_of(application)) is not None:
+            check_port_is_free(webhook)
         if settings.metrics_port is not None:  # first: "starting" is an answer too
             await start_health_server(application, metrics, settings.metrics_listen, settings.metrics_port)
         store = Store(settings.database_url)

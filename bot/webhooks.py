@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from telegram.ext import Application
 
+from bot.errors import ListenFailed
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,18 @@ def webhook_options(settings: Settings) -> WebhookOptions | None:
     )
 
 
+def check_port_is_free(options: WebhookOptions) -> None:
+    """Fail at once, before the model loads for minutes, when the webhook server could not listen."""
+    try:
+        with socket.create_server((options.listen, options.port)):
+            pass
+    except OSError as error:
+        raise ListenFailed(
+            f"could not listen for webhooks on WEBHOOK_LISTEN={options.listen} WEBHOOK_PORT={options.port} "
+            f"({error.strerror or error}); choose a free port"
+        ) from error
+
+
 def install_webhook(application: Application, options: WebhookOptions | None) -> None:
     application.bot_data[OPTIONS_KEY] = options
 
@@ -91,7 +105,7 @@ async def start_receiving(
         await application.updater.start_polling(allowed_updates=allowed_updates, **polling)
         return
     await application.updater.start_webhook(**options.updater_arguments(allowed_updates))
-    _announce(options)
+    log.info("updates come by webhook to %s (listening on %s:%d)", options.url, options.listen, options.port)
 
 
 def run_until_stopped(application: Application, allowed_updates: Sequence[str]) -> None:
@@ -100,9 +114,5 @@ def run_until_stopped(application: Application, allowed_updates: Sequence[str]) 
     if options is None:
         application.run_polling(allowed_updates=allowed_updates)
         return
-    _announce(options)  # before: run_webhook returns only when the bot stops
+    log.info("updates will come by webhook to %s (server on %s:%d)", options.url, options.listen, options.port)
     application.run_webhook(**options.updater_arguments(allowed_updates))
-
-
-def _announce(options: WebhookOptions) -> None:
-    log.info("updates come by webhook to %s (listening on %s:%d)", options.url, options.listen, options.port)

@@ -48,7 +48,8 @@ async def test_a_photo_is_answered_through_webhooks_with_a_secret_kept_out_of_th
 
     assert bot_api.drafts(chat), "the answer still grows while it is written"
     assert not bot_api.calls_to("getUpdates"), "nothing was polled"
-    assert hook.attempts and all(a.status == 200 and a.secret_token == hook.secret_token for a in hook.attempts)
+    assert hook.attempts
+    assert all(a.status == 200 and a.secret_token == hook.secret_token for a in hook.attempts)
     store = runtime(application).store
     turns = await store.history((await store.active_conversation(chat.id, USER_ID)).id)
     assert [t.status for t in turns] == [TurnStatus.COMPLETE, TurnStatus.COMPLETE]
@@ -61,7 +62,8 @@ async def test_updates_without_the_right_secret_are_refused_and_never_answered(b
     await start_bot(**settings)
     assert bot_api.webhook.secret_token == "the-right-secret_123"
     intruder = bot_api.private_chat(666, "Mallory")
-    forged = {"update_id": 900001, "message": {**bot_api.new_message(intruder, bot_api.user(666)), "text": "hi"}}
+    message = {**bot_api.new_message(intruder, bot_api.user(666)), "text": "hi"}
+    forged = {"update_id": 900001, "message": message}
 
     url = settings["telegram_webhook_url"]
     assert await post_update(url, forged, "a-guess") == 403
