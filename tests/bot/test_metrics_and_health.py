@@ -3,8 +3,12 @@ Prometheus scraper see them."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+import os
 import socket
+import sys
 
 import aiohttp
 import pytest
@@ -58,7 +62,8 @@ async def test_a_running_bot_reports_health_and_its_answers_over_http(bot_api, s
     assert samples[("idefics_tokens_per_second_count", ())] == (1 if turn.completion_tokens > 1 else 0)
     assert samples[("idefics_model_completion_tokens", ())] == turn.completion_tokens
     assert samples[("idefics_answers_waiting", ())] == samples[("idefics_answers_in_flight", ())] == 0
-    assert ("idefics_image_cache_hit_ratio", ()) in samples and ("process_resident_memory_bytes", ()) in samples
+    assert ("idefics_image_cache_hit_ratio", ()) in samples
+    assert ("process_resident_memory_bytes", ()) in samples, "prometheus-client's process metrics too"
 
 
 async def test_each_bot_counts_only_its_own_answers(bot_api, start_bot):
@@ -110,6 +115,28 @@ async def test_telegram_errors_are_counted_by_kind_and_method(bot_api, start_bot
     forbidden = sum(v for (name, labels), v in samples.items()
                     if name == "idefics_telegram_errors_total" and ("kind", "forbidden") in labels)
     assert forbidden == sum(1 for e in bot_api.served_errors if e.error_code == 403)
+
+
+async def test_the_docker_healthcheck_passes_on_a_healthy_bot_and_fails_on_an_unhealthy_one(
+    bot_api, start_bot
+):
+    from tests.test_containers import stages, values
+
+    [check] = values(stages()["slim"], "HEALTHCHECK")
+    command = json.loads(check.split("CMD", 1)[1])
+    application = await start_bot(metrics_port=0)
+    port = str(health_server_of(application).port)
+
+    async def healthcheck() -> int:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, *command[1:], env={**os.environ, "METRICS_PORT": port},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        return await process.wait()
+
+    assert await healthcheck() == 0
+    await runtime(application).model.stop()
+    assert await healthcheck() != 0
 
 
 async def test_health_is_503_and_says_which_part_is_down(bot_api, start_bot):
