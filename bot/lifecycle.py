@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram import BotCommand
 from telegram.error import TelegramError
@@ -27,8 +27,10 @@ from bot.runtime import BotRuntime, current_runtime, install_runtime, remove_run
 from bot.settings import Settings
 from bot.webhooks import check_port_is_free, start_receiving, webhook_of
 from model.backend import ModelBackend
-from model.backends import BackendOptions, create_backend
 from storage.store import Store
+
+if TYPE_CHECKING:  # imported when used: it brings the TGI client (huggingface_hub) with it
+    from model.backends import BackendOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ PURGE_FIRST_AFTER = timedelta(minutes=1)
 
 def backend_options(settings: Settings) -> BackendOptions:
     """What `create_backend` needs from the settings (MODEL_BACKEND, TGI_URL, MODEL_ID, …)."""
+    from model.backends import BackendOptions
+
     return BackendOptions(
         kind=settings.model_backend,
         model_id=settings.model_id,
@@ -52,6 +56,8 @@ def backend_options(settings: Settings) -> BackendOptions:
 
 async def create_model_backend(settings: Settings) -> ModelBackend:
     """The model backend the settings ask for, loaded but not started (the default factory)."""
+    from model.backends import create_backend
+
     return await create_backend(backend_options(settings))
 
 

@@ -1,31 +1,40 @@
 """Fixtures for the bot's end-to-end tests: the Bot API stand-in, settings pointing at it, and the real
-Application (from `build_application`) run the way `run_polling` runs it, but inside the test's loop."""
+Application (from `build_application`) run the way `run_polling` runs it, but inside the test's loop.
+
+huggingface_hub reads HF_HUB_OFFLINE once, when first imported (the imports below bring it), and this
+conftest is imported before tests/conftest.py's pytest_configure when its folder is named on the
+command line: hence the line before the imports, as in tests/tgi/conftest.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import io
-import logging
-import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
-from pathlib import Path
-from typing import Any
+import os
 
-import pytest
-import pytest_asyncio
-from PIL import Image
-from telegram.ext import Application
+os.environ["HF_HUB_OFFLINE"] = "1"
 
-from bot.app import build_application
-from bot.lifecycle import create_model_backend, serving
-from bot.runtime import BotRuntime, runtime_of
-from bot.settings import Settings
-from model.service import ModelService
-from model.types import Conversation, GenerationParams
-from tests.databases import database_kinds, empty_database
-from tests.standin import fixtures as standin_fixtures
-from standin.telegram.server import BotApiStandIn
+import asyncio  # noqa: E402
+import io  # noqa: E402
+import logging  # noqa: E402
+import socket  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from contextlib import AsyncExitStack  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+import pytest_asyncio  # noqa: E402
+from PIL import Image  # noqa: E402
+from telegram.ext import Application  # noqa: E402
+
+from bot.app import build_application  # noqa: E402
+from bot.lifecycle import create_model_backend, serving  # noqa: E402
+from bot.runtime import BotRuntime, runtime_of  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from model.service import ModelService  # noqa: E402
+from model.types import Conversation, GenerationParams  # noqa: E402
+from standin.telegram.server import BotApiStandIn  # noqa: E402
+from tests.databases import database_kinds, empty_database  # noqa: E402
+from tests.standin import fixtures as standin_fixtures  # noqa: E402
 
 bot_api = standin_fixtures.bot_api  # the stand-in fixture, for every test in this package
 

@@ -14,16 +14,14 @@ from bot import texts
 from bot.health_server import health_server_of
 from bot.lifecycle import backend_options
 from model.backends import create_backend
-from model.loaded import LoadOptions
-from model.loading import load_model
 from model.tgi_retry import RetryPolicy
 from standin.tgi import TgiStandIn
 from storage.types import TurnStatus
 from tests.bot.conftest import answers_settled, free_port, image_bytes, runtime
+from tests.tgi.tgi_helpers import FAST_RETRY, load
 
 USER_ID = 1001
 TGI_IMAGE = re.compile(r"!\[\]\(data:image/png;base64,[A-Za-z0-9+/=]+\)")
-FAST_RETRY = RetryPolicy(first_wait_s=0.05, factor=2.0, max_wait_s=0.2, max_waits=3)
 # Waits long enough for the busy note to be shown as a draft before the retry answers.
 SLOW_RETRY = RetryPolicy(first_wait_s=0.8, factor=1.5, max_wait_s=1.2, max_waits=3)
 
@@ -31,7 +29,7 @@ SLOW_RETRY = RetryPolicy(first_wait_s=0.8, factor=1.5, max_wait_s=1.2, max_waits
 @pytest.fixture(scope="module")
 def standin_model(tiny_checkpoint):
     """The tiny checkpoint as the TGI stand-in generates with it (loaded once for this module)."""
-    return load_model(LoadOptions(model_id=str(tiny_checkpoint), dtype="float32", device_map=None))
+    return load(tiny_checkpoint)
 
 
 @pytest.fixture
