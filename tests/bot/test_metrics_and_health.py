@@ -18,7 +18,7 @@ from bot.errors import ListenFailed
 from bot.health_server import health_server_of
 from bot.metrics import ModelStatsCollector
 from storage.types import TurnStatus
-from tests.bot.conftest import answers_settled, image_bytes, recording_factory, runtime
+from tests.bot.conftest import answers_settled, free_port, image_bytes, recording_factory, runtime
 
 USER_ID = 1001
 
@@ -87,9 +87,10 @@ async def test_queue_depth_and_answers_in_flight_while_someone_waits(bot_api, st
     await bot_api.send_text(chat, user, "and then?")  # waits for the first answer
 
     seen = set()
-    while len(bot_api.bot_messages(chat)) < 2:
-        samples = await scrape(application)
-        seen.add((samples[("idefics_answers_in_flight", ())], samples[("idefics_answers_waiting", ())]))
+    async with asyncio.timeout(60):
+        while len(bot_api.bot_messages(chat)) < 2:
+            samples = await scrape(application)
+            seen.add((samples[("idefics_answers_in_flight", ())], samples[("idefics_answers_waiting", ())]))
     assert (1, 1) in seen, seen
     await answers_settled(application)
     samples = await scrape(application)
@@ -137,6 +138,26 @@ async def test_the_docker_healthcheck_passes_on_a_healthy_bot_and_fails_on_an_un
     assert await healthcheck() == 0
     await runtime(application).model.stop()
     assert await healthcheck() != 0
+
+
+async def test_health_says_starting_while_the_model_loads(bot_api, start_bot):
+    loading, loaded = asyncio.Event(), asyncio.Event()
+    factory, _ = recording_factory()
+
+    async def slow_factory(settings):
+        loading.set()
+        await loaded.wait()  # the model is "loading" until the test has looked
+        return await factory(settings)
+
+    port = free_port()
+    starting = asyncio.create_task(start_bot(metrics_port=port, model_service_factory=slow_factory))
+    await asyncio.wait_for(loading.wait(), 30)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+            assert (response.status, await response.json()) == (503, {"status": "starting"})
+    loaded.set()
+    application = await starting
+    assert (await get(application, "/healthz"))[0] == 200
 
 
 async def test_health_is_503_and_says_which_part_is_down(bot_api, start_bot):
