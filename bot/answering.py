@@ -3,9 +3,11 @@
 `answer_message` stores a person's question as a user turn with its images; `generate_answer` writes
 the answer to a conversation's newest question: the model's text is shown as it grows
 (`bot.previews`), the final text is delivered (`bot.delivery`) and recorded as an assistant turn
-linked to its messages (`assistant_turn`, which /classify shares). Every step that can go wrong for a
-known reason ends in a short, specific apology (`bot.apologies`) and a stored status, and the
-person's words are always kept; only unknown errors escape, to be logged by the caller.
+linked to its messages (`assistant_turn`, which /classify shares, and which counts every answer in
+the bot's metrics). While every model server is overloaded the growing answer says so and that it is
+trying again (`texts.MODEL_BUSY_RETRYING`); the answer then replaces the note. Every step that can go
+wrong for a known reason ends in a short, specific apology (`bot.apologies`) and a stored status, and
+the person's words are always kept; only unknown errors escape, to be logged by the caller.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -32,7 +35,8 @@ from bot.prompting import build_conversation
 from bot.runtime import BotRuntime
 from model.backend import ModelBackend
 from model.errors import GenerationFailed, ModelError
-from model.types import Conversation, FinishReason, GenerationParams, GenerationResult, Preamble, TextDelta
+from model.types import (Busy, Conversation, FinishReason, GenerationParams, GenerationResult, Preamble,
+                         TextDelta)
 from storage.errors import ImageRejected
 from storage.types import TurnStatus
 
@@ -119,13 +123,16 @@ class AnswerOutcome:
     note: str = ""  # said after the text when the answer did not complete: an apology, "Stopped."
     cancel_reason: str | None = None
     message_ids: tuple[int, ...] = ()
+    error: BaseException | None = None  # why it failed, when it did
+    busy_waits: int = 0  # waits while every model server was overloaded
 
     def complete(self, text: str, result: GenerationResult | None = None) -> None:
         self.text, self.status, self.result = text, TurnStatus.COMPLETE, result
         self.finish_reason = result.finish_reason.value if result else None
 
-    def fail(self, apology: str) -> None:
+    def fail(self, apology: str, error: BaseException | None = None) -> None:
         self.status, self.finish_reason, self.note = TurnStatus.FAILED, FinishReason.ERROR.value, apology
+        self.error = error
 
     def cancel(self, reason: str) -> None:
         self.status, self.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
@@ -152,6 +159,7 @@ async def assistant_turn(runtime: BotRuntime, conversation_id: int) -> AsyncIter
             outcome.status, outcome.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
         raise
     finally:  # also after an unexpected error: the turn must not stay pending
+        runtime.metrics.answer_finished(outcome.status, outcome.error, outcome.result, outcome.busy_waits)
         recording = asyncio.ensure_future(_record(runtime, turn.id, outcome))
         try:
             await asyncio.shield(recording)
@@ -194,6 +202,9 @@ async def _write(
                     written += event.text
                     outcome.text = shape(written)
                     preview.update(outcome.text)
+                elif isinstance(event, Busy):  # only before any text: the note is never mixed into it
+                    outcome.busy_waits += 1
+                    preview.update(texts.MODEL_BUSY_RETRYING.format(seconds=math.ceil(event.retry_in_s)))
                 elif isinstance(event, GenerationResult):
                     result = event
         if result is None or result.finish_reason is FinishReason.ERROR:
@@ -202,7 +213,7 @@ async def _write(
         outcome.cancel(str(cancel.args[0]) if cancel.args else CANCEL_BY_USER)
     except ModelError as error:
         log.warning("answer failed: %s: %s", type(error).__name__, error)
-        outcome.fail(apology_for(error))
+        outcome.fail(apology_for(error), error)
     else:
         outcome.text = shape(result.text)
         if result.finish_reason is FinishReason.CANCELLED:  # the service was stopped under us

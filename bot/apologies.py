@@ -11,7 +11,7 @@ from telegram.error import ChatMigrated
 
 from bot import texts
 from bot.errors import ImageDownloadFailed, ImageTooLarge, NotReady
-from model.errors import ModelError, PromptTooLong, ServiceStopped
+from model.errors import ModelBusy, ModelError, PromptTooLong, ServiceStopped
 from storage.errors import ImageRejected
 
 # The first class an error is an instance of wins: subclasses before their bases.
@@ -20,6 +20,7 @@ _APOLOGIES: tuple[tuple[type[BaseException], str], ...] = (
     (ImageRejected, texts.IMAGE_UNREADABLE),
     (PromptTooLong, texts.PROMPT_TOO_LONG),
     (ServiceStopped, texts.NOT_READY),
+    (ModelBusy, texts.MODEL_BUSY),  # a GenerationFailed: before ModelError
     (NotReady, texts.NOT_READY),
     (ModelError, texts.GENERATION_FAILED),  # GenerationFailed, or a prompt that could not be made safe
     (ChatMigrated, texts.CHAT_UPGRADED),

@@ -1,7 +1,8 @@
 """The Application the bot runs as: built here, the same way for `idefics-bot run` and for the tests.
 
-`build_application` wires the Bot API endpoint, rate limiting, concurrency and lifecycle hooks;
-`add_handlers` routes updates by filters to one small handler each; `on_error` is the one error handler.
+`build_application` wires the Bot API endpoint, rate limiting, concurrency, metrics, the webhook (if
+any) and lifecycle hooks; `add_handlers` routes updates by filters to one small handler each;
+`on_error` is the one error handler.
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ from bot.delivery import send_reply
 from bot.downloads import IMAGE_DOCUMENT
 from bot.incoming import reply_target
 from bot.intake import IN_ALBUM, ImageIntake
-from bot.lifecycle import ModelServiceFactory, load_model_service, make_post_init, post_shutdown, post_stop
+from bot.lifecycle import ModelServiceFactory, create_model_backend, make_post_init, post_shutdown, post_stop
 from bot.logging_setup import install_token_redaction
 from bot.messages import on_image, on_other_document, on_text, on_unknown_command
+from bot.metrics import BotMetrics
+from bot.redelivery import make_redelivery_guard
+from bot.runtime import current_runtime
 from bot.settings import Settings
 from bot.tasks import Task, command_handler
 from bot.telegram_client import LenientBot
+from bot.webhooks import install_webhook, webhook_options
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +84,11 @@ def build_application(
     settings: Settings, *, model_service_factory: ModelServiceFactory | None = None
 ) -> Application:
     """The bot's Application; its post_init loads the model and opens the store."""
-    # Here, not only in the CLI: whoever builds the bot gets logs free of its token.
-    install_token_redaction([settings.telegram_bot_token.get_secret_value()])
+    webhook = webhook_options(settings)  # its secret settled now, so that the logs can leave it out
+    # Here, not only in the CLI: whoever builds the bot gets logs free of its token (and secret).
+    secrets = [settings.telegram_bot_token.get_secret_value(), webhook.secret_token if webhook else ""]
+    install_token_redaction(secrets)
+    metrics = BotMetrics()
     bot = LenientBot(
         settings.telegram_bot_token.get_secret_value(),
         base_url=settings.bot_api_base_url,
@@ -88,16 +96,18 @@ def build_application(
         request=HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE),
         get_updates_request=HTTPXRequest(),
         rate_limiter=AIORateLimiter(max_retries=RATE_LIMIT_RETRIES),
+        on_api_error=metrics.telegram_api_error,
     )
     application = (
         ApplicationBuilder()
         .bot(bot)
         .concurrent_updates(CONCURRENT_UPDATES)
-        .post_init(make_post_init(settings, model_service_factory or load_model_service))
+        .post_init(make_post_init(settings, model_service_factory or create_model_backend, metrics))
         .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
     )
+    install_webhook(application, webhook)
     add_handlers(application, settings)
     return application
 
@@ -105,6 +115,7 @@ def build_application(
 def add_handlers(application: Application, settings: Settings) -> None:
     """Route every update type the bot understands to its handler."""
     new_messages = filters.UpdateType.MESSAGE  # edits of old messages are not re-answered
+    application.add_handler(TypeHandler(Update, make_redelivery_guard()), group=-2)
     application.add_handler(TypeHandler(Update, make_access_guard(settings)), group=-1)
     commands = {
         ("start", "help"): help_command,
@@ -146,6 +157,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log every unhandled error with its traceback; tell the person in the words `apology_for` picks."""
     error = context.error
     where = f"update {update.update_id}" if isinstance(update, Update) else "a job"
+    if (runtime := current_runtime(context.application)) is not None:
+        runtime.metrics.handler_error(error)
     if isinstance(error, Forbidden):  # blocked by the user, or removed from the group: nobody to tell
         log.info("can't write to the chat of %s: %s", where, error)
         return

@@ -7,6 +7,7 @@ token problem, 1 for the rest), never with a traceback or library noise in front
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -117,11 +118,12 @@ def _run(settings: Settings) -> int:
         return 2
     configure_logging(settings.log_level, [settings.telegram_bot_token.get_secret_value()])
     from bot.app import ALLOWED_UPDATES, build_application  # heavy imports (torch) only when needed
+    from bot.webhooks import run_until_stopped
 
     application = build_application(settings)
     logging.getLogger("telegram.ext").addFilter(_without_start_up_noise)
     try:
-        application.run_polling(allowed_updates=ALLOWED_UPDATES)
+        run_until_stopped(application, ALLOWED_UPDATES)  # polling, or by webhook
     except Exception as error:  # noqa: BLE001 - known start-up failures become one sentence
         return explain_start_failure(error, settings)
     return 0
@@ -130,15 +132,25 @@ def _run(settings: Settings) -> int:
 def explain_start_failure(error: Exception, settings: Settings) -> int:
     """Say in one sentence why the bot could not start, and return the exit status; re-raise the rest."""
     from sqlalchemy.exc import SQLAlchemyError
-    from telegram.error import InvalidToken, NetworkError
+    from telegram.error import BadRequest, InvalidToken, NetworkError
 
+    from bot.errors import ListenFailed
     from model.errors import ModelError
     from storage.errors import StorageError
 
     if isinstance(error, InvalidToken):
         print(f"idefics-bot: Telegram rejected TELEGRAM_BOT_TOKEN. {TOKEN_HELP}", file=sys.stderr)
         return 2
-    if isinstance(error, NetworkError):
+    webhook = bool(settings.telegram_webhook_url)
+    if isinstance(error, ListenFailed):
+        sentence = str(error)
+    elif webhook and isinstance(error, BadRequest):  # setWebhook is the only call that can say this
+        sentence = (f"Telegram refused TELEGRAM_WEBHOOK_URL ({error.message}). It must be an https URL "
+                    "on port 443, 80, 88 or 8443 that reaches this bot.")
+    elif webhook and isinstance(error, OSError) and error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        sentence = (f"could not listen for webhooks on WEBHOOK_LISTEN={settings.webhook_listen} "
+                    f"WEBHOOK_PORT={settings.webhook_port} ({error.strerror}); choose a free port.")
+    elif isinstance(error, NetworkError):
         sentence = (f"could not reach the Bot API at {settings.telegram_api_url} ({error}). "
                     "Check the network connection and TELEGRAM_API_URL.")
     elif isinstance(error, ModelError):

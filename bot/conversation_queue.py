@@ -115,6 +115,13 @@ class ConversationQueue:
     def pending_count(self) -> int:
         return sum(len(jobs) for jobs in self._jobs.values())
 
+    def running_count(self) -> int:
+        """Jobs that have started and not yet ended (the rest of `pending_count` waits its turn)."""
+        return sum(job.started for jobs in self._jobs.values() for job in jobs)
+
+    def waiting_count(self) -> int:
+        return self.pending_count() - self.running_count()
+
     @staticmethod
     async def _cancel_and_wait(tasks: list[asyncio.Task], reason: str) -> int:
         live = [task for task in tasks if not task.done()]

@@ -22,3 +22,7 @@ class ImageDownloadFailed(BotError):
 
 class NotReady(BotError):
     """An update arrived before post_init finished, or after shutdown began."""
+
+
+class ListenFailed(BotError):
+    """A server of the bot's own (webhooks, health and metrics) could not listen where it was told."""

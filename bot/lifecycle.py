@@ -1,29 +1,36 @@
-"""What happens when the bot starts and stops: the store, the model service, commands and housekeeping.
+"""What happens when the bot starts and stops: the store, the model backend, commands and housekeeping.
 
-`post_init` builds the runtime before polling begins (the model loads in a worker thread, so the event
-loop keeps answering Telegram's pings); `post_stop` cancels in-flight answers while the bot can still
-tell people and record it; `post_shutdown` closes the model service and the store. `serving` runs
-the whole cycle inside an event loop someone else owns (the try-out, the tests).
+`post_init` builds the runtime before updates are received (the health endpoint first, when
+METRICS_PORT asks for one; the model backend is made by `model.backends.create_backend` from the
+settings, in a worker thread, so the event loop keeps answering); `post_stop` cancels in-flight
+answers while the bot can still tell people and record it; `post_shutdown` closes the model backend,
+the store and the health endpoint. `serving` runs the whole cycle inside an event loop someone else
+owns (the try-out, the tests), polling or by webhook as the settings say.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram import BotCommand
 from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
 from bot import texts
+from bot.health_server import start_health_server, stop_health_server
+from bot.metrics import BotMetrics
 from bot.runtime import BotRuntime, current_runtime, install_runtime, remove_runtime, runtime_of
 from bot.settings import Settings
+from bot.webhooks import check_port_is_free, start_receiving, webhook_of
 from model.backend import ModelBackend
 from storage.store import Store
+
+if TYPE_CHECKING:  # imported when used: it brings the TGI client (huggingface_hub) with it
+    from model.backends import BackendOptions
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +39,30 @@ PURGE_EVERY = timedelta(hours=6)
 PURGE_FIRST_AFTER = timedelta(minutes=1)
 
 
-async def load_model_service(settings: Settings) -> ModelBackend:
-    """Load the checkpoint in a worker thread and wrap it in a (not yet started) ModelService."""
-    from model.loaded import LoadOptions
-    from model.loading import load_model
-    from model.service import ModelService
+def backend_options(settings: Settings) -> BackendOptions:
+    """What `create_backend` needs from the settings (MODEL_BACKEND, TGI_URL, MODEL_ID, …)."""
+    from model.backends import BackendOptions
 
-    options = LoadOptions(
-        model_id=settings.model_id, dtype=settings.model_dtype, quantization=settings.model_quantization
+    return BackendOptions(
+        kind=settings.model_backend,
+        model_id=settings.model_id,
+        dtype=settings.model_dtype,
+        quantization=settings.model_quantization,
+        max_batch_size=settings.max_batch_size,
+        max_images=settings.max_images_in_prompt,
+        tgi_urls=settings.tgi_urls,
     )
-    log.info(
-        "loading model %s (dtype %s, quantization %s)", options.model_id, options.dtype, options.quantization
-    )
-    loaded = await asyncio.to_thread(load_model, options)
-    log.info("model loaded in %.1f s on %s", loaded.load_seconds, loaded.device)
-    return ModelService(
-        loaded, max_batch_size=settings.max_batch_size, max_images=settings.max_images_in_prompt
-    )
+
+
+async def create_model_backend(settings: Settings) -> ModelBackend:
+    """The model backend the settings ask for, loaded but not started (the default factory)."""
+    from model.backends import create_backend
+
+    return await create_backend(backend_options(settings))
 
 
 def make_post_init(
-    settings: Settings, model_service_factory: ModelServiceFactory
+    settings: Settings, model_service_factory: ModelServiceFactory, metrics: BotMetrics
 ) -> Callable[[Application], Awaitable[None]]:
     """The post_init hook for these settings (PTB hooks only receive the application)."""
 
@@ -60,6 +70,10 @@ def make_post_init(
         """Open the store, load and start the model, register commands, schedule the retention purge."""
         from model.preamble import load_modes, resolve_preamble
 
+        if (webhook := webhook_of(application)) is not None:
+            check_port_is_free(webhook)
+        if settings.metrics_port is not None:  # first: "starting" is an answer too
+            await start_health_server(application, metrics, settings.metrics_listen, settings.metrics_port)
         store = Store(settings.database_url)
         await store.start()
         try:
@@ -70,12 +84,16 @@ def make_post_init(
         except BaseException:
             await store.stop()
             raise
-        install_runtime(
-            application,
-            BotRuntime(
-                settings=settings, store=store, model=model, modes=modes, default_preamble=default_preamble
-            ),
+        runtime = BotRuntime(
+            settings=settings,
+            store=store,
+            model=model,
+            modes=modes,
+            default_preamble=default_preamble,
+            metrics=metrics,
         )
+        metrics.watch(runtime.answers, model)
+        install_runtime(application, runtime)
         await register_commands(application)
         if settings.conversation_retention_days > 0 and application.job_queue is not None:
             application.job_queue.run_repeating(
@@ -108,14 +126,14 @@ async def post_stop(application: Application) -> None:
 
 
 async def post_shutdown(application: Application) -> None:
-    """Stop the model service and close the store (after any answers were cancelled)."""
+    """Stop the model backend and close the store (after any answers were cancelled), then the endpoint."""
     runtime = remove_runtime(application)
-    if runtime is None:
-        return
-    await runtime.answers.shutdown()  # normally done in post_stop; run_polling skips it if start failed
-    await runtime.model.stop()
-    await runtime.store.stop()
-    log.info("bot stopped")
+    if runtime is not None:
+        await runtime.answers.shutdown()  # normally done in post_stop; run_polling skips it if start failed
+        await runtime.model.stop()
+        await runtime.store.stop()
+        log.info("bot stopped")
+    await stop_health_server(application)
 
 
 async def purge_idle_conversations(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -127,14 +145,17 @@ async def purge_idle_conversations(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(application: Application, **polling: Any) -> AsyncIterator[Application]:
+async def serving(
+    application: Application, allowed_updates: Sequence[str] | None = None, **polling: Any
+) -> AsyncIterator[Application]:
     """Run `application` inside the running event loop, hooks included, in the order `run_polling`
     uses (which owns its loop, so it can't share one with a Bot API stand-in, as `idefics-bot try`
-    and the tests need); `polling` goes to `Updater.start_polling`."""
+    and the tests need); by webhook when TELEGRAM_WEBHOOK_URL is set, else polling, where `polling`
+    goes to `Updater.start_polling`."""
     await application.initialize()
     try:
         await application.post_init(application)
-        await application.updater.start_polling(**polling)
+        await start_receiving(application, allowed_updates, **polling)
         await application.start()
         try:
             yield application

@@ -17,8 +17,9 @@ from urllib.parse import quote
 REDACTED = "<redacted-token>"
 # Anything shaped like a bot token, also ones we were not told about (e.g. a second bot in the same process).
 TOKEN_SHAPE = re.compile(r"\d{3,20}(?::|%3A)[A-Za-z0-9_-]{30,}")
-# A line per HTTP request, per migration step and per plugin at start-up: shown only when debugging.
-CHATTY_LIBRARIES = ("httpx", "alembic")
+# A line per HTTP request, per migration step, per plugin at start-up and per job run (the JobQueue's
+# scheduler): shown only when debugging.
+CHATTY_LIBRARIES = ("httpx", "httpx2", "alembic", "apscheduler")
 
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:

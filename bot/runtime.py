@@ -19,6 +19,7 @@ from bot.albums import AlbumCollector
 from bot.conversation_queue import ConversationKey, ConversationQueue
 from bot.errors import NotReady
 from bot.incoming import conversation_key
+from bot.metrics import BotMetrics
 from bot.settings import Settings
 from model.backend import ModelBackend
 from model.types import Preamble
@@ -36,6 +37,7 @@ class BotRuntime:
     default_preamble: Preamble | None = None  # PROMPT_PREAMBLE, resolved once at start-up
     answers: ConversationQueue = field(default_factory=ConversationQueue)
     albums: AlbumCollector = field(default_factory=AlbumCollector)  # photos sent together
+    metrics: BotMetrics = field(default_factory=BotMetrics)  # this application's own registry
 
 
 def install_runtime(application: Application, runtime: BotRuntime) -> None:

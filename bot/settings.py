@@ -6,10 +6,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
+from urllib.parse import urlsplit
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
+# What Telegram accepts as a webhook's secret_token (setWebhook).
+WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 def _parse_id_list(value: object) -> object:
@@ -37,6 +41,14 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///data/idefics-bot.sqlite3"
     conversation_retention_days: int = Field(default=90, ge=0)
 
+    # Polling when empty; else Telegram POSTs updates there and PTB's webhook server takes them.
+    telegram_webhook_url: str = ""
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_secret: SecretStr | None = None  # None: a random one for each start
+
+    model_backend: Literal["local", "tgi"] = "local"
+    tgi_url: str = ""
     model_id: str = "HuggingFaceM4/idefics-9b-instruct"
     model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     model_quantization: Literal["none", "8bit", "4bit"] = "none"
@@ -55,16 +67,44 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     stream_edit_interval_s: float = Field(default=1.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /healthz and /metrics; off when empty (0: any free port, for tests).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_listen: str = "127.0.0.1"
 
     @field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _parse_id_list(value)
 
-    @field_validator("modes_dir", mode="before")
+    @field_validator("modes_dir", "metrics_port", "webhook_secret", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("tgi_url")
+    @classmethod
+    def _tgi_urls(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        from model.backends import parse_tgi_urls  # here: it imports the TGI client
+
+        return ",".join(parse_tgi_urls(value))  # its ValueError says which URL is wrong
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError("must be the https URL Telegram sends updates to, or empty for polling")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not WEBHOOK_SECRET_PATTERN.match(value.get_secret_value()):
+            raise ValueError("must be 1-256 characters, each A-Z, a-z, 0-9, _ or - (Telegram's rule)")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -84,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def bot_api_file_url(self) -> str:
         return f"{self.telegram_api_url}/file/bot"
+
+    @property
+    def tgi_urls(self) -> tuple[str, ...]:
+        return tuple(self.tgi_url.split(",")) if self.tgi_url else ()  # checked and tidied above
 
     def token_problem(self) -> str | None:
         """Why the token can't work, in words for the person running the bot; None when it looks right."""

@@ -8,25 +8,40 @@ Two things would otherwise stop the whole bot, not just one answer:
   same `update_id`, so polling moves past it; a warning names what was skipped.
 - A server without deleteWebhook (which `run_polling` calls before polling starts) answers 404, which
   PTB reports as a rejected token. The token was already proven good by getMe, so polling goes on.
+
+Every Bot API call passes `_post`, so that is also where each failed call is reported (`on_api_error`,
+the bot's metrics), whoever made it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from telegram import Update
-from telegram.error import EndPointNotFound, InvalidToken
+from telegram.error import EndPointNotFound, InvalidToken, TelegramError
 from telegram.ext import ExtBot
 
 log = logging.getLogger(__name__)
+
+ApiErrorListener = Callable[[str, TelegramError], None]  # (Bot API method, the error)
 
 
 class LenientBot(ExtBot):
     """ExtBot that skips unreadable updates and tolerates a missing deleteWebhook (see module doc)."""
 
+    def __init__(self, *args: Any, on_api_error: ApiErrorListener | None = None, **kwargs: Any) -> None:
+        self._on_api_error = on_api_error  # set first: PTB freezes the bot at the end of its __init__
+        super().__init__(*args, **kwargs)
+
     async def _post(self, endpoint: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        result = await super()._post(endpoint, data, **kwargs)
+        try:
+            result = await super()._post(endpoint, data, **kwargs)
+        except TelegramError as error:
+            if self._on_api_error is not None:
+                self._on_api_error(endpoint, error)
+            raise
         if endpoint == "getUpdates" and isinstance(result, list):
             return [self._readable(raw) for raw in result]
         return result

@@ -110,6 +110,15 @@ PROMPT_TOO_LONG = (
     "shorter message."
 )
 GENERATION_FAILED = "Sorry, something went wrong while I was writing the answer. Try /retry in a moment."
+# Shown in the growing answer while every model server is overloaded (MODEL_BACKEND=tgi), then replaced
+# by the answer; MODEL_BUSY when they stayed overloaded through every retry.
+MODEL_BUSY_RETRYING = (
+    "⏳ Lots of people are asking right now, so the model is busy. Trying again in {seconds} s…"
+)
+MODEL_BUSY = (
+    "Sorry, the model stayed too busy to answer, even after several tries. Your message is saved: "
+    "send /retry in a minute."
+)
 NOT_READY = "I'm still starting up (or shutting down). Please try again in a minute."
 UNEXPECTED_ERROR = "Sorry, something went wrong on my side. Please try again."
 CHAT_UPGRADED = "This group was just upgraded to a supergroup and my reply got lost. Please send that again."

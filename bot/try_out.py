@@ -70,7 +70,12 @@ def try_out(settings: Settings, *, max_new_tokens: int, tiny: bool) -> int:
             "allowed_user_ids": frozenset(),  # the one person here may do everything
             "allowed_chat_ids": frozenset(),
             "admin_user_ids": frozenset({USER_ID}),
+            # The stand-in is polled on 127.0.0.1: a deployment's webhook and endpoint stay out of it.
+            "telegram_webhook_url": "",
+            "metrics_port": None,
         }
+        if use_tiny:
+            overrides["model_backend"] = "local"
         note = "a tiny random model: its answers are nonsense" if use_tiny else "MODEL_ID"
         print(f"Model: {model_id} ({note}); answers up to {max_new_tokens} tokens; log: {LOG_FILE}")
         asyncio.run(_chat(overrides, sys.stdout, interactive))

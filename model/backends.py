@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from model.backend import ModelBackend
 from model.errors import ModelLoadError
 from model.tgi_replicas import display_url
+from model.tgi_retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class BackendOptions:
     max_batch_size: int = 8  # local only: TGI batches on its own
     max_images: int = 4
     tgi_urls: tuple[str, ...] = ()
+    tgi_retry: RetryPolicy = RetryPolicy()  # tgi only: the waits while every server is overloaded
+    tgi_health_interval_s: float = 5.0  # tgi only: how often each server's /health is checked
 
 
 async def create_backend(options: BackendOptions) -> ModelBackend:
@@ -86,7 +89,14 @@ async def _tgi_backend(options: BackendOptions) -> ModelBackend:
         )
     processor, max_positions = await asyncio.to_thread(load_processor, options.model_id)
     log.info("TGI backend for %s with %d server(s)", options.model_id, len(options.tgi_urls))
-    return TgiBackend(processor, max_positions, options.tgi_urls, max_images=options.max_images)
+    return TgiBackend(
+        processor,
+        max_positions,
+        options.tgi_urls,
+        max_images=options.max_images,
+        retry=options.tgi_retry,
+        health_interval_s=options.tgi_health_interval_s,
+    )
 
 
 def load_processor(model_id: str) -> tuple[Any, int]:

@@ -285,6 +285,11 @@ class Store:
             )
             return None if image is None else convert.stored_image(image)
 
+    async def ping(self) -> None:
+        """One trivial query, for health checks: raises when the database does not answer it."""
+        async with self._read() as session, session.begin():
+            await session.execute(select(1))
+
     async def stats(self) -> StoreStats:
         """Row counts and stored image bytes, for the admin /stats command."""
         async with self._read() as session, session.begin():

@@ -7,13 +7,16 @@ the PostgreSQL runs must happen: there they fail, loudly, rather than vanish whe
 
 The PostgreSQL database is emptied (every table dropped) before and after each test, so it must be
 dedicated to the tests and not shared by runs in parallel. Any test package can use the fixture:
-`from tests.databases import database_url` in its conftest.py.
+`from tests.databases import database_url` in its conftest.py; the bot's end-to-end tests run a chosen
+few on both (`@pytest.mark.both_databases`, tests/bot/conftest.py) through `empty_database`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, Table
@@ -66,13 +69,23 @@ async def drop_everything(url: str) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(params=database_kinds())
-async def database_url(request, tmp_path) -> AsyncIterator[str]:
-    """An empty database: a fresh SQLite file, or the emptied PostgreSQL test database."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}"
+@contextlib.asynccontextmanager
+async def empty_database(kind: str, folder: Path) -> AsyncIterator[str]:
+    """The URL of an empty database of this kind: a fresh SQLite file in `folder`, or the PostgreSQL
+    test database, emptied before and after."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / 'store.sqlite3'}"
         return
     url = postgres_url()
     await drop_everything(url)
-    yield url
-    await drop_everything(url)
+    try:
+        yield url
+    finally:
+        await drop_everything(url)
+
+
+@pytest.fixture(params=database_kinds())
+async def database_url(request, tmp_path) -> AsyncIterator[str]:
+    """An empty database: a fresh SQLite file, or the emptied PostgreSQL test database."""
+    async with empty_database(request.param, tmp_path) as url:
+        yield url

@@ -10,7 +10,8 @@ import pytest
 
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "MODEL_"))}
+    ours = ("TELEGRAM_", "DATABASE_", "MODEL_", "TGI_", "WEBHOOK_", "METRICS_")
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         env={**clean_env, "PYTHONPATH": str(Path(__file__).parents[1]), **env},
@@ -58,33 +59,64 @@ def test_settings_are_read_from_dotenv_file(tmp_path):
     assert "1:x" not in repr(settings)
 
 
-BOT_LOG_LINE = re.compile(r"^\S+ \S+ [A-Z]+ bot\.")  # "2026-01-02 03:04:05,678 INFO bot.lifecycle: …"
+# Our own log lines: "2026-01-02 03:04:05,678 INFO bot.lifecycle: …" (or model., storage.)
+BOT_LOG_LINE = re.compile(r"^\S+ \S+ [A-Z]+ (bot|model|storage)\.")
 START_FAILURES = [
     ({"PROMPT_PREAMBLE": "no-such-mode"}, "no-such-mode"),
     ({"MODEL_ID": "/nonexistent/checkpoint"}, "/nonexistent/checkpoint"),
     ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
     ({"TELEGRAM_BOT_TOKEN": "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"}, "rejected TELEGRAM_BOT_TOKEN"),
     ({"TELEGRAM_API_URL": "http://127.0.0.1:9"}, "could not reach the Bot API"),
+    ({"MODEL_BACKEND": "tgi"}, "MODEL_BACKEND=tgi needs TGI_URL"),
+    # {api_port}: the Bot API stand-in's port, taken by it.
+    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example/hook", "WEBHOOK_PORT": "{api_port}"},
+     "could not listen for webhooks on WEBHOOK_LISTEN=127.0.0.1 WEBHOOK_PORT="),
+    ({"METRICS_PORT": "{api_port}"}, "could not listen on METRICS_LISTEN=127.0.0.1 METRICS_PORT="),
 ]
 
 
 @pytest.mark.parametrize(("overrides", "expected"), START_FAILURES, ids=lambda v: str(v)[:40])
 async def test_start_up_failures_are_one_clear_message(tmp_path, tiny_checkpoint, overrides, expected):
     """Wrong settings found only at start-up end the process with a sentence, not a traceback."""
+    result, env = await run_against_a_standin(tmp_path, tiny_checkpoint, overrides)
+    assert_one_sentence(result, env, expected)
+
+
+async def test_a_webhook_telegram_refuses_is_one_clear_message(tmp_path, tiny_checkpoint):
+    refusal = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+    overrides = {
+        "TELEGRAM_WEBHOOK_URL": "http://bot.example/hook",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # the model loads before setWebhook: no bar in the way
+    }
+    result, env = await run_against_a_standin(
+        tmp_path, tiny_checkpoint, overrides, prepare=lambda api: api.fail_next("setWebhook", 400, refusal)
+    )
+    # In PTB's words: it capitalises and drops the "Bad Request: " of Telegram's description.
+    assert_one_sentence(result, env, "Telegram refused TELEGRAM_WEBHOOK_URL (Bad webhook: an https url must")
+
+
+async def run_against_a_standin(tmp_path, tiny_checkpoint, overrides, prepare=None):
+    """`idefics-bot run` against a Bot API stand-in; its result and environment."""
     import asyncio
 
     from standin.telegram.server import BotApiStandIn
 
     async with BotApiStandIn() as telegram_api:
+        if prepare is not None:
+            prepare(telegram_api)
+        port = telegram_api.api_root.rsplit(":", 1)[1]
         env = {
             "TELEGRAM_BOT_TOKEN": telegram_api.token,
             "TELEGRAM_API_URL": telegram_api.api_root,
             "MODEL_ID": str(tiny_checkpoint),
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}",
             "HF_HUB_OFFLINE": "1",
-            **overrides,
+            **{name: value.replace("{api_port}", port) for name, value in overrides.items()},
         }
-        result = await asyncio.to_thread(run_cli, "run", env=env, cwd=tmp_path)
+        return await asyncio.to_thread(run_cli, "run", env=env, cwd=tmp_path), env
+
+
+def assert_one_sentence(result: subprocess.CompletedProcess, env: dict[str, str], expected: str) -> None:
     assert result.returncode in (1, 2), result.stderr[-2000:]
     assert expected in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]

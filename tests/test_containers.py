@@ -147,3 +147,18 @@ def test_the_bots_use_the_dockerfile_targets_and_reach_postgres_and_tgi():
         assert any(volume.endswith(":" + HF_CACHE) for volume in service["volumes"])
     assert bot["depends_on"]["tgi"]["condition"] == "service_healthy"
     assert local["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+
+
+def test_every_setting_the_images_and_compose_give_the_bot_is_one_it_reads():
+    from bot.settings import Settings
+
+    bot_reads = {name.upper() for name in Settings.model_fields} | {"HF_HOME"}  # HF_HOME: for huggingface_hub
+    for_python_and_pip = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
+                          "PIP_DISABLE_PIP_VERSION_CHECK", "PATH"}
+    for stage in stages().values():
+        given = {name for value in values(stage, "ENV") for name in re.findall(r"(?:^|\s)([A-Z_]+)=", value)}
+        assert {"MODEL_BACKEND", "METRICS_PORT", "DATABASE_URL"} <= given
+        assert given - bot_reads <= for_python_and_pip
+    services = compose()["services"]
+    for name in ("bot", "bot-gpu"):
+        assert set(services[name]["environment"]) <= bot_reads, name

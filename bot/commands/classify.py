@@ -67,7 +67,7 @@ async def classify_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
             log_probs = await runtime.model.score_options(conversation, labels)
         except ModelError as error:
             log.warning("classification failed: %s: %s", type(error).__name__, error)
-            outcome.fail(apology_for(error))
+            outcome.fail(apology_for(error), error)
         else:
             outcome.complete(result_text(ranking(labels, log_probs)))
         outcome.message_ids = tuple(await Delivery(bot, incoming.target).deliver(outcome.message()))

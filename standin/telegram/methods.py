@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from . import messages
 from .files import GET_FILE_LIMIT
+from .webhooks import WEBHOOK_ACTIVE
 from .wire import bad_request
 
 if TYPE_CHECKING:
@@ -31,20 +32,23 @@ async def get_me(server: BotApiStandIn, params: dict[str, Any]) -> dict[str, Any
 
 
 async def get_updates(server: BotApiStandIn, params: dict[str, Any]) -> list[dict[str, Any]]:
+    if server.webhook.active:
+        raise WEBHOOK_ACTIVE
     return await server.updates.poll(
         offset=params.get("offset", 0), limit=params.get("limit", 100),
         timeout=params.get("timeout", 0), allowed_updates=params.get("allowed_updates"))
 
 
+async def set_webhook(server: BotApiStandIn, params: dict[str, Any]) -> bool:
+    return await server.webhook.set(params)
+
+
 async def delete_webhook(server: BotApiStandIn, params: dict[str, Any]) -> bool:
-    if params.get("drop_pending_updates"):
-        server.updates.drop_pending()
-    return True
+    return await server.webhook.delete(bool(params.get("drop_pending_updates")))
 
 
 async def get_webhook_info(server: BotApiStandIn, params: dict[str, Any]) -> dict[str, Any]:
-    return {"url": "", "has_custom_certificate": False,
-            "pending_update_count": len(server.updates.pending)}
+    return server.webhook.info()
 
 
 async def returns_true(server: BotApiStandIn, params: dict[str, Any]) -> bool:
@@ -132,8 +136,9 @@ async def get_chat_member(server: BotApiStandIn, params: dict[str, Any]) -> dict
 Handler = Callable[["BotApiStandIn", dict[str, Any]], Awaitable[Any]]
 
 METHODS: dict[str, Handler] = {name.lower(): handler for name, handler in {
-    "getMe": get_me, "getUpdates": get_updates, "deleteWebhook": delete_webhook,
-    "getWebhookInfo": get_webhook_info, "logOut": returns_true, "close": returns_true,
+    "getMe": get_me, "getUpdates": get_updates, "setWebhook": set_webhook,
+    "deleteWebhook": delete_webhook, "getWebhookInfo": get_webhook_info, "logOut": returns_true,
+    "close": returns_true,
     "setMyCommands": set_my_commands, "getMyCommands": get_my_commands,
     "deleteMyCommands": delete_my_commands, "sendChatAction": send_chat_action,
     "answerCallbackQuery": answer_callback_query, "getFile": get_file, "getChat": get_chat,

@@ -2,8 +2,9 @@
 
 It listens on 127.0.0.1 in the test's event loop and answers python-telegram-bot the way
 api.telegram.org does (same paths, JSON shapes, errors, limits, file downloads and long polling), so
-the real Application can poll it. Tests play users through it (users.py) and read back what the bot
-did (observe.py); method handlers live in methods.py and messages.py.
+the real Application can poll it, or take its updates by webhook (webhooks.py). Tests play users
+through it (users.py) and read back what the bot did (observe.py); method handlers live in methods.py
+and messages.py.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .observe import Observations
 from .state import (ApiCall, ChatHandle, DraftRecord, MessageStore, ServedError, UpdateQueue,
                     UserHandle)
 from .users import UserActions
+from .webhooks import WebhookDelivery
 from .wire import (NOT_FOUND, UNAUTHORIZED, ApiError, error_response, ok_response,
                    read_params)
 
@@ -52,6 +54,7 @@ class BotApiStandIn(UserActions, Observations):
         self.flood_429_count = 0
         self.store = MessageStore()
         self.updates = UpdateQueue()
+        self.webhook = WebhookDelivery(self.updates)  # setWebhook and what it delivered (webhooks.py)
         self.files = FileStore()
         self.chats: dict[int, ChatHandle] = {}
         self.users: dict[int, UserHandle] = {}
@@ -82,6 +85,7 @@ class BotApiStandIn(UserActions, Observations):
 
     async def stop(self) -> None:
         self.updates.close()  # pending long polls answer [] at once
+        await self.webhook.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

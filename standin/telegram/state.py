@@ -7,6 +7,7 @@ counted per chat and shared by users and the bot, as in Telegram.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import defaultdict
@@ -208,9 +209,22 @@ class UpdateQueue:
             self.pending = self.pending[offset:]
         elif offset:
             self.pending = [u for u in self.pending if u["update_id"] >= offset]
+        return self.selectable()[:limit]
+
+    def selectable(self) -> list[dict[str, Any]]:
+        """The pending updates the bot gets next (kinds it did not ask for are dropped, as Telegram does)."""
         if self.allowed_updates:
             self.pending = [u for u in self.pending if self._kind(u) in self.allowed_updates]
-        return self.pending[:limit]
+        return list(self.pending)
+
+    def confirm(self, update_id: int) -> None:
+        """One update was received (by a webhook): it is not sent again."""
+        self.pending = [u for u in self.pending if u["update_id"] != update_id]
+
+    async def changed(self, timeout: float) -> None:
+        """Wait until an update is pushed (or anything else wakes the queue), at most `timeout` s."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     @staticmethod
     def _kind(update: dict[str, Any]) -> str:

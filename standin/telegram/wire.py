@@ -16,7 +16,7 @@ from aiohttp import web
 INT_FIELDS = frozenset(
     {
         "chat_id", "message_id", "from_chat_id", "offset", "limit", "timeout", "draft_id",
-        "message_thread_id", "reply_to_message_id", "user_id", "cache_time",
+        "message_thread_id", "reply_to_message_id", "user_id", "cache_time", "max_connections",
     }
 )
 BOOL_FIELDS = frozenset(

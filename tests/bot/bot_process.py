@@ -29,7 +29,7 @@ def bot_environment(
     bot_api: BotApiStandIn, database_url: str, model_id: Path, **extra: str
 ) -> dict[str, str]:
     """The process environment for a bot on the stand-in; nothing inherited can point it elsewhere."""
-    ours = ("TELEGRAM_", "DATABASE_", "MODEL_")
+    ours = ("TELEGRAM_", "DATABASE_", "MODEL_", "TGI_", "WEBHOOK_", "METRICS_")
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     return {
         **inherited,

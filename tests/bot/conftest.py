@@ -1,29 +1,40 @@
 """Fixtures for the bot's end-to-end tests: the Bot API stand-in, settings pointing at it, and the real
-Application (from `build_application`) run the way `run_polling` runs it, but inside the test's loop."""
+Application (from `build_application`) run the way `run_polling` runs it, but inside the test's loop.
+
+huggingface_hub reads HF_HUB_OFFLINE once, when first imported (the imports below bring it), and this
+conftest is imported before tests/conftest.py's pytest_configure when its folder is named on the
+command line: hence the line before the imports, as in tests/tgi/conftest.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import io
-import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
-from pathlib import Path
-from typing import Any
+import os
 
-import pytest
-import pytest_asyncio
-from PIL import Image
-from telegram.ext import Application
+os.environ["HF_HUB_OFFLINE"] = "1"
 
-from bot.app import build_application
-from bot.lifecycle import load_model_service, serving
-from bot.runtime import BotRuntime, runtime_of
-from bot.settings import Settings
-from model.service import ModelService
-from model.types import Conversation, GenerationParams
-from tests.standin import fixtures as standin_fixtures
-from standin.telegram.server import BotApiStandIn
+import asyncio  # noqa: E402
+import io  # noqa: E402
+import logging  # noqa: E402
+import socket  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from contextlib import AsyncExitStack  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+import pytest_asyncio  # noqa: E402
+from PIL import Image  # noqa: E402
+from telegram.ext import Application  # noqa: E402
+
+from bot.app import build_application  # noqa: E402
+from bot.lifecycle import create_model_backend, serving  # noqa: E402
+from bot.runtime import BotRuntime, runtime_of  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from model.service import ModelService  # noqa: E402
+from model.types import Conversation, GenerationParams  # noqa: E402
+from standin.telegram.server import BotApiStandIn  # noqa: E402
+from tests.databases import database_kinds, empty_database  # noqa: E402
+from tests.standin import fixtures as standin_fixtures  # noqa: E402
 
 bot_api = standin_fixtures.bot_api  # the stand-in fixture, for every test in this package
 
@@ -33,9 +44,17 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}"
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_databases` run on SQLite and on PostgreSQL (tests/databases.py); the rest on
+    SQLite, which keeps the suite's time in check."""
+    if metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("database_url", database_kinds(), indirect=True)
+
+
+@pytest_asyncio.fixture
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with empty_database(getattr(request, "param", "sqlite"), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -144,7 +163,7 @@ def recording_factory(
     made: list[RecordingModelService] = []
 
     async def factory(settings: Settings) -> RecordingModelService:
-        plain = await load_model_service(settings)
+        plain = await create_model_backend(settings)
         service = (service_class or RecordingModelService)(
             plain.loaded,
             max_batch_size=settings.max_batch_size,
@@ -155,6 +174,13 @@ def recording_factory(
         return service
 
     return factory, made
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (until someone takes it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def image_bytes(color: str, size: tuple[int, int] = (64, 48), fmt: str = "JPEG") -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot import texts
 from model.types import ImagePart
 from storage.types import TurnStatus
@@ -101,6 +103,7 @@ async def test_cancel_with_nothing_running_says_so(bot_api, start_bot):
     assert reply.text == texts.NOTHING_TO_CANCEL
 
 
+@pytest.mark.both_databases  # one of the end-to-end set run on PostgreSQL too
 async def test_forget_erases_everything_after_the_button_is_pressed(bot_api, start_bot):
     application = await start_bot()
     chat, user = bot_api.private_chat(USER_ID), bot_api.user(USER_ID)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot import texts
 from tests.bot.conftest import answers_settled, image_bytes, recording_factory, runtime
 
@@ -70,6 +72,7 @@ async def test_reply_to_the_bots_message_continues_the_members_conversation(bot_
     assert turns[2] == ("user", "why?")
 
 
+@pytest.mark.both_databases  # one of the end-to-end set run on PostgreSQL too
 async def test_each_group_member_has_their_own_conversation(bot_api, start_bot):
     application = await start_bot()
     group = bot_api.group_chat(GROUP_ID)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from bot import texts
 from model.types import ImagePart, TextPart
 from storage.types import TurnStatus
@@ -56,6 +58,7 @@ async def test_photo_caption_is_the_question_and_the_largest_size_is_downloaded(
     assert get_file.params["file_id"] == largest["file_id"]
 
 
+@pytest.mark.both_databases  # one of the end-to-end set run on PostgreSQL too
 async def test_follow_up_after_a_restart_is_answered_with_the_earlier_image(bot_api, start_bot):
     factory, services = recording_factory()
     first = await start_bot(model_service_factory=factory)

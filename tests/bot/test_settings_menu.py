@@ -13,7 +13,7 @@ from bot.chat_preferences import (
     ChatPreferences,
     generation_params,
 )
-from bot.lifecycle import load_model_service
+from bot.lifecycle import create_model_backend
 from bot.settings import Settings
 from model.types import GenerationParams
 from storage.types import TurnStatus
@@ -42,7 +42,7 @@ def params_recording_factory() -> tuple[Callable, list[ParamsRecordingService]]:
     made: list[ParamsRecordingService] = []
 
     async def factory(settings: Settings) -> ParamsRecordingService:
-        plain = await load_model_service(settings)
+        plain = await create_model_backend(settings)
         service = ParamsRecordingService(
             plain.loaded, max_batch_size=settings.max_batch_size, max_images=settings.max_images_in_prompt
         )
