@@ -84,6 +84,17 @@ class ConversationQueue:
             if not jobs:
                 self._jobs.pop(job.key, None)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def has_waiting(self, key: ConversationKey) -> bool:
+        """Whether a job for this conversation is queued and has not started yet."""
+        return any(not job.started for job in self._jobs.get(key, []))
+
+    def has_jobs(self, key: ConversationKey) -> bool:
+        return bool(self._jobs.get(key))
+
     def running(self, key: ConversationKey) -> asyncio.Task | None:
         """The job currently running for this conversation, if any."""
         for job in self._jobs.get(key, []):

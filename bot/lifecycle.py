@@ -1,9 +1,11 @@
 """What happens when the bot starts and stops: the store, the model service, commands and housekeeping.
 
 `post_init` builds the runtime before polling begins (the model loads in a worker thread, so the event
-loop keeps answering Telegram's pings); `post_stop` cancels in-flight answers while the bot can still
-tell people and record it; `post_shutdown` closes the model service and the store. `serving` runs
-the whole cycle inside an event loop someone else owns (the try-out, the tests).
+loop keeps answering Telegram's pings) and schedules the inbox's sweep, whose first run, at start,
+takes up what the last run left; `post_stop` cancels in-flight answers while the bot can still tell
+people and record it, and gives back the inbox's claims; `post_shutdown` closes the model service
+and the store. `serving` runs the whole cycle inside an event loop someone else owns (the try-out,
+the tests).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -20,9 +22,12 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
 from bot import texts
+from bot.inbox import Inbox, sweep_inbox
+from bot.request_runner import Work
 from bot.runtime import BotRuntime, current_runtime, install_runtime, remove_runtime, runtime_of
 from bot.settings import Settings
 from model.backend import ModelBackend
+from storage.images import DecodePool
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,15 +57,20 @@ async def load_model_service(settings: Settings) -> ModelBackend:
 
 
 def make_post_init(
-    settings: Settings, model_service_factory: ModelServiceFactory
+    settings: Settings, model_service_factory: ModelServiceFactory, work: Mapping[str, Work]
 ) -> Callable[[Application], Awaitable[None]]:
-    """The post_init hook for these settings (PTB hooks only receive the application)."""
+    """The post_init hook for these settings and request kinds (PTB hooks only receive the application)."""
 
     async def post_init(application: Application) -> None:
-        """Open the store, load and start the model, register commands, schedule the retention purge."""
+        """Open the store, load and start the model, register commands, schedule the inbox's sweep
+        and the retention purge."""
         from model.preamble import load_modes, resolve_preamble
 
-        store = Store(settings.database_url)
+        store = Store(
+            settings.database_url,
+            lock_timeout_s=settings.database_lock_timeout_s,
+            decode_pool=DecodePool(settings.image_decode_workers),
+        )
         await store.start()
         try:
             modes = load_modes(settings.modes_dir)
@@ -70,14 +80,16 @@ def make_post_init(
         except BaseException:
             await store.stop()
             raise
-        install_runtime(
-            application,
-            BotRuntime(
-                settings=settings, store=store, model=model, modes=modes, default_preamble=default_preamble
-            ),
+        runtime = BotRuntime(
+            settings=settings, store=store, model=model, modes=modes, default_preamble=default_preamble
         )
+        runtime.inbox_ = Inbox(runtime, application.bot, work)
+        install_runtime(application, runtime)
         await register_commands(application)
-        if settings.conversation_retention_days > 0 and application.job_queue is not None:
+        application.job_queue.run_repeating(
+            sweep_inbox, interval=runtime.inbox.sweep_interval_s, first=0, name="inbox-sweep"
+        )
+        if settings.conversation_retention_days > 0:
             application.job_queue.run_repeating(
                 purge_idle_conversations,
                 interval=PURGE_EVERY,
@@ -104,7 +116,8 @@ async def post_stop(application: Application) -> None:
     if runtime is not None:
         cancelled = await runtime.answers.shutdown()
         if cancelled:
-            log.info("cancelled %d in-flight answers", cancelled)
+            log.info("cancelled %d in-flight answers; they are taken up again at the next start", cancelled)
+        await runtime.inbox.close()
 
 
 async def post_shutdown(application: Application) -> None:
@@ -115,6 +128,7 @@ async def post_shutdown(application: Application) -> None:
     await runtime.answers.shutdown()  # normally done in post_stop; run_polling skips it if start failed
     await runtime.model.stop()
     await runtime.store.stop()
+    runtime.store.decode_pool.close()
     log.info("bot stopped")
 
 

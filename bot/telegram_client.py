@@ -8,10 +8,17 @@ Two things would otherwise stop the whole bot, not just one answer:
   same `update_id`, so polling moves past it; a warning names what was skipped.
 - A server without deleteWebhook (which `run_polling` calls before polling starts) answers 404, which
   PTB reports as a rejected token. The token was already proven good by getMe, so polling goes on.
+
+And one thing PTB does not do: Telegram takes an update as received once a getUpdates call asks for
+later ones, and PTB's updater asks as soon as it has queued a batch, before any handler ran. Here a
+getUpdates that would confirm updates first waits (`AcknowledgementGate`) until the handlers of all
+the updates fetched so far have finished, and so have stored their requests in the inbox: an update
+is never confirmed before its request is stored (or held, and its sender told).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -21,11 +28,41 @@ from telegram.ext import ExtBot
 
 log = logging.getLogger(__name__)
 
+# A handler this slow is stuck on something else (Telegram's flood waits): polling goes on without it.
+ACKNOWLEDGEMENT_WAIT_S = 60.0
+
+
+class AcknowledgementGate:
+    """Waits until every update taken from Telegram so far has been handled (PTB's update queue
+    counts an update as done once its handler returned)."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[object] | None = None
+
+    def attach(self, update_queue: asyncio.Queue[object]) -> None:
+        self._queue = update_queue
+
+    async def wait(self) -> None:
+        if self._queue is None:
+            return
+        try:
+            await asyncio.wait_for(self._queue.join(), ACKNOWLEDGEMENT_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("updates are still being handled after %.0f s; confirming them to Telegram anyway",
+                        ACKNOWLEDGEMENT_WAIT_S)
+
 
 class LenientBot(ExtBot):
-    """ExtBot that skips unreadable updates and tolerates a missing deleteWebhook (see module doc)."""
+    """ExtBot that skips unreadable updates, tolerates a missing deleteWebhook, and confirms updates
+    only once they were handled (see module doc)."""
+
+    def __init__(self, *args: Any, acknowledgement_gate: AcknowledgementGate | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._acknowledgement_gate = acknowledgement_gate
 
     async def _post(self, endpoint: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        if endpoint == "getUpdates" and self._acknowledgement_gate is not None and (data or {}).get("offset"):
+            await self._acknowledgement_gate.wait()
         result = await super()._post(endpoint, data, **kwargs)
         if endpoint == "getUpdates" and isinstance(result, list):
             return [self._readable(raw) for raw in result]
