@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot import texts
 from bot.answer_keyboard import keyboard
@@ -128,6 +128,7 @@ class AnswerOutcome:
     message_ids: tuple[int, ...] = ()
     turn_id: int | None = None
     delivered: bool = False  # Telegram took the final text: only then is a complete answer COMPLETE
+    links: set[asyncio.Future[None]] = field(default_factory=set)  # messages being linked to the turn
 
     def complete(self, text: str, result: GenerationResult | None = None) -> None:
         self.text, self.status, self.result = text, TurnStatus.COMPLETE, result
@@ -164,7 +165,13 @@ async def assistant_turn(
     turn = await runtime.store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id)
     outcome = AnswerOutcome(turn_id=turn.id)
     if delivery is not None:
-        delivery.on_new_message = lambda message_id: _link_preview(runtime, turn.id, message_id)
+
+        def link(message_id: int) -> None:
+            linking = asyncio.ensure_future(_link_preview(runtime, turn.id, message_id))
+            outcome.links.add(linking)
+            linking.add_done_callback(outcome.links.discard)
+
+        delivery.on_new_message = link
     try:
         yield outcome
     except asyncio.CancelledError:  # cancelled while delivering: a finished answer stays finished
@@ -189,6 +196,8 @@ async def _link_preview(runtime: BotRuntime, turn_id: int, message_id: int) -> N
 
 
 async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> None:
+    if outcome.links:
+        await asyncio.wait(list(outcome.links))
     result = outcome.result
     await runtime.store.close_assistant_turn(
         turn_id,
@@ -200,8 +209,7 @@ async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> 
         time_to_first_token_s=result.time_to_first_token_s if result else None,
         total_s=result.total_s if result else None,
     )
-    if outcome.message_ids:
-        await runtime.store.link_messages(turn_id, outcome.message_ids)
+    await runtime.store.link_messages(turn_id, outcome.message_ids, only=True)
 
 
 async def _write(
@@ -245,7 +253,14 @@ async def _deliver(
     """Send what the person reads; after a cancel only briefly, since shutdown waits for it."""
     if outcome.status is TurnStatus.COMPLETE:
         markup = "answer" if options.can_regenerate else "task"  # Regenerate / New conversation
-        shown, outcome.delivered = await outbox.finish(delivery, outcome.message(), markup, outcome.turn_id)
+        try:
+            shown, outcome.delivered = await outbox.finish(
+                delivery, outcome.message(), markup, outcome.turn_id
+            )
+        except asyncio.CancelledError:  # shutdown mid-delivery: what arrived counts
+            outcome.message_ids = tuple(delivery.message_ids)
+            outcome.delivered = not delivery.unsent_text(outcome.message()).strip()
+            raise
     elif outcome.cancel_reason is None:
         shown, _ = await outbox.finish(delivery, outcome.message())
     else:

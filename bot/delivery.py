@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -106,8 +106,9 @@ class Delivery:
         self.message_ids: list[int] = []  # the answer's finished messages, in order
         self.outcome = DeliveryOutcome.DELIVERED
         # Told of every message the answer gets, as it appears (the turn links it at once, so a
-        # restart knows which preview an interrupted answer left).
-        self.on_new_message: Callable[[int], Awaitable[None]] | None = None
+        # restart knows which preview an interrupted answer left). Called, not awaited: nothing may
+        # come between Telegram taking a message and this delivery counting it.
+        self.on_new_message: Callable[[int], None] | None = None
         self._texts: list[str] = []  # their texts
         self._not_before = 0.0  # monotonic time before which Telegram asked us not to write
         self._last_write = float("-inf")
@@ -307,7 +308,7 @@ class Delivery:
         finally:
             self._last_write = time.monotonic()
         if self.on_new_message is not None:
-            await self.on_new_message(message.message_id)
+            self.on_new_message(message.message_id)
         return message.message_id
 
     async def edit(self, message_id: int, text: str, markup: InlineKeyboardMarkup | None = None) -> None:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ModelServiceFactory = Callable[[Settings], Awaitable[ModelBackend]]
 PURGE_EVERY = timedelta(hours=6)
 PURGE_FIRST_AFTER = timedelta(minutes=1)
+SWEEP_FIRST_AFTER_S = 0.1  # at once (APScheduler skips a first run "now", so not 0)
 
 
 async def load_model_service(settings: Settings) -> ModelBackend:
@@ -86,8 +87,9 @@ def make_post_init(
         runtime.inbox_ = Inbox(runtime, application.bot, work)
         install_runtime(application, runtime)
         await register_commands(application)
+        interval = runtime.inbox.sweep_interval_s
         application.job_queue.run_repeating(
-            sweep_inbox, interval=runtime.inbox.sweep_interval_s, first=0, name="inbox-sweep"
+            sweep_inbox, interval=interval, first=SWEEP_FIRST_AFTER_S, name="inbox-sweep"
         )
         if settings.conversation_retention_days > 0:
             application.job_queue.run_repeating(

@@ -87,8 +87,9 @@ class Outbox:
         try:
             ids = await delivery.deliver(text, keyboard(markup))
         except asyncio.CancelledError:  # shutdown mid-delivery: keep the rest for the next start
-            self._keep(delivery, text, markup, turn_id)
-            await asyncio.shield(self.save(work_done=ends_the_work))
+            if delivery.unsent_text(text).strip():
+                self._keep(delivery, text, markup, turn_id)
+                await asyncio.shield(self.save(work_done=ends_the_work))
             raise
         if delivery.outcome is DeliveryOutcome.LATER:
             self._keep(delivery, text, markup, turn_id)

@@ -3,7 +3,7 @@
 In this order, for the oldest waiting request of a conversation this process holds:
 
 1. Replies Telegram did not take before are delivered (`Outbox.redeliver`); until they are, the
-   request and its conversation wait.
+   request and its conversation wait (for a day at most: then they are given up on).
 2. A request older than STALE_MESSAGE_AGE_S is not answered now: the person is told so, quoting it,
    and how to ask again.
 3. Answers a crash interrupted (this request's turns still PENDING) are closed as failed, and their
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Work = Callable[[BotRuntime, Outbox, Request], Awaitable[None]]
 INTERRUPTED = "interrupted"  # the finish_reason of an answer a crash cut short
+UNDELIVERED_KEPT = timedelta(days=1)  # replies Telegram refuses for longer are given up on
 
 
 def is_ready(request: StoredRequest) -> bool:
@@ -64,7 +65,10 @@ async def run_request(
         bot, runtime.delivery_policy, store=store, request=request,
         retry_interval_s=runtime.settings.undelivered_retry_interval_s,
     )
-    if request.outbox and not await outbox.redeliver(request.outbox):
+    if request.outbox and utc_now() - request.received_at > UNDELIVERED_KEPT:
+        log.warning("giving up on %d replies of request %s that Telegram never took", len(request.outbox),
+                    request.id)
+    elif request.outbox and not await outbox.redeliver(request.outbox):
         return True
     if request.status is InboxStatus.UNDELIVERED:
         await store.inbox.finish([request.id])
@@ -94,10 +98,13 @@ async def _work_on(
 ) -> None:
     """Steps 2 to 4 of the module docstring; cancels by the person end here, shutdowns go on up."""
     try:
+        turns = await runtime.store.turns_for_request(request.id)
+        if any(turn.role == "assistant" and turn.status is TurnStatus.COMPLETE for turn in turns):
+            return  # answered, and then stopped before the request was marked done
         if request.kind != NEW and _too_old(runtime, request):
             await _tell_too_old(runtime, outbox, request, wanted)
             return
-        interrupted = await _close_interrupted(runtime, request)
+        interrupted = await _close_interrupted(runtime, request, turns)
         if interrupted and runtime.settings.interrupted_answers == "note":
             await _note_interrupted(runtime, outbox, interrupted, where_to_answer(wanted))
             return
@@ -148,12 +155,14 @@ def _first_message_id(wanted: Request) -> int | None:
     return wanted.message_id
 
 
-async def _close_interrupted(runtime: BotRuntime, request: StoredRequest) -> list[StoredTurn]:
+async def _close_interrupted(
+    runtime: BotRuntime, request: StoredRequest, turns: list[StoredTurn]
+) -> list[StoredTurn]:
     """This request's answers that a crash (PENDING) or a shutdown (CANCELLED) cut short; the
     PENDING ones are closed as failed here (this process holds the conversation: nobody writes them)."""
     store = runtime.store
     cut_short = []
-    for turn in await store.turns_for_request(request.id):
+    for turn in turns:
         if turn.role != "assistant" or turn.status not in (TurnStatus.PENDING, TurnStatus.CANCELLED):
             continue
         if turn.status is TurnStatus.PENDING:

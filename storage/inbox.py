@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.convert import stored_request
 from storage.schema import InboxClaim, InboxItem, utc_now
 from storage.sessions import Transactions
 from storage.types import InboxStatus, NewRequest, StoredRequest
@@ -24,19 +25,12 @@ from storage.types import InboxStatus, NewRequest, StoredRequest
 NOT_DONE = (InboxStatus.PENDING, InboxStatus.UNDELIVERED)
 
 
-def _stored(row: InboxItem) -> StoredRequest:
-    return StoredRequest(
-        id=row.id,
-        update_id=row.update_id,
-        chat_id=row.chat_id,
-        user_id=row.user_id,
-        kind=row.kind,
-        payload=dict(row.payload),
-        received_at=row.received_at,
-        status=row.status,
-        media_group_id=row.media_group_id,
-        outbox=tuple(row.outbox or ()),
-        retry_at=row.retry_at,
+def _waiting(*conditions: ColumnElement[bool]) -> Select[tuple[InboxItem]]:
+    """Requests not done yet that meet `conditions`, oldest first."""
+    return (
+        select(InboxItem)
+        .where(InboxItem.status.in_(NOT_DONE), *conditions)
+        .order_by(InboxItem.update_id)
     )
 
 
@@ -62,7 +56,7 @@ class InboxStore:
             )
             session.add(row)
             await session.flush()
-            return _stored(row)
+            return stored_request(row)
 
         return await self._transactions.write(work)
 
@@ -70,24 +64,17 @@ class InboxStore:
         """The conversation's oldest request that is not done (the next to work on, ready or not)."""
         async with self._transactions.read() as session:
             row = await session.scalar(
-                select(InboxItem)
-                .where(InboxItem.chat_id == chat_id, InboxItem.user_id == user_id,
-                       InboxItem.status.in_(NOT_DONE))
-                .order_by(InboxItem.update_id)
-                .limit(1)
+                _waiting(InboxItem.chat_id == chat_id, InboxItem.user_id == user_id).limit(1)
             )
-            return None if row is None else _stored(row)
+            return None if row is None else stored_request(row)
 
     async def album(self, chat_id: int, media_group_id: str) -> list[StoredRequest]:
         """The waiting items of one album, in the order they were received."""
         async with self._transactions.read() as session:
             rows = await session.scalars(
-                select(InboxItem)
-                .where(InboxItem.chat_id == chat_id, InboxItem.media_group_id == media_group_id,
-                       InboxItem.status.in_(NOT_DONE))
-                .order_by(InboxItem.update_id)
+                _waiting(InboxItem.chat_id == chat_id, InboxItem.media_group_id == media_group_id)
             )
-            return [_stored(row) for row in rows]
+            return [stored_request(row) for row in rows]
 
     async def finish(self, request_ids: Sequence[int]) -> None:
         """Done: what the person sent is kept in their conversation, not here; only ids remain."""

@@ -268,12 +268,18 @@ class Store:
 
         await self._write(work)
 
-    async def link_messages(self, turn_id: int, message_ids: Sequence[int]) -> None:
+    async def link_messages(self, turn_id: int, message_ids: Sequence[int], *, only: bool = False) -> None:
         """Remember the Telegram messages (in the conversation's chat) that carry this turn; a
-        message already linked to another turn moves to this one."""
+        message already linked to another turn moves to this one. With `only`, these are all its
+        messages now (a preview that gave way to the final message is no longer one of them)."""
 
         async def work(session: AsyncSession) -> None:
             turn = await load_turn(session, turn_id, selectinload(Turn.messages))
+            if only:
+                for gone in [link for link in turn.messages if link.message_id not in message_ids]:
+                    turn.messages.remove(gone)
+                    await session.delete(gone)
+                await session.flush()
             chat_id = await session.scalar(
                 select(Conversation.chat_id).where(Conversation.id == turn.conversation_id)
             )

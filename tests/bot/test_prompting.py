@@ -44,7 +44,7 @@ def test_a_stored_image_that_is_not_what_the_store_writes_is_never_decoded(fake_
     assert not fake_ghostscript.was_run()
 
 
-def test_failed_cancelled_superseded_and_pending_answers_are_left_out():
+def test_failed_cancelled_superseded_pending_and_undelivered_answers_are_left_out():
     history = [
         turn(0, "user", "q1"),
         turn(1, "assistant", "superseded", TurnStatus.SUPERSEDED),
@@ -55,11 +55,15 @@ def test_failed_cancelled_superseded_and_pending_answers_are_left_out():
         turn(6, "assistant", "cancelled", TurnStatus.CANCELLED),
         turn(7, "user", "q4 (its image could not be read)", TurnStatus.FAILED),
         turn(8, "user", "q5"),
-        turn(9, "assistant", "", TurnStatus.PENDING),
+        turn(9, "assistant", "nobody saw this", TurnStatus.UNDELIVERED),
+        turn(10, "user", "q6"),
+        turn(11, "assistant", "", TurnStatus.PENDING),
     ]
     conversation = build_conversation(history, None)
     shown = [(t.role, t.parts[-1].text) for t in conversation.turns]
-    assert shown == [("user", "q1"), ("assistant", "kept"), ("user", "q2"), ("user", "q3"), ("user", "q5")]
+    assert shown == [
+        ("user", "q1"), ("assistant", "kept"), ("user", "q2"), ("user", "q3"), ("user", "q5"), ("user", "q6"),
+    ]
 
 
 def test_conversation_ends_at_the_newest_user_turn_and_keeps_the_preamble():
