@@ -24,7 +24,7 @@ _APOLOGIES: tuple[tuple[type[BaseException], str], ...] = (
     (NotReady, texts.NOT_READY),
     (ModelError, texts.GENERATION_FAILED),  # GenerationFailed, or a prompt that could not be made safe
     (ChatMigrated, texts.CHAT_UPGRADED),
-    (DatabaseUnavailable, texts.CANNOT_SAVE_WAITING),
+    (DatabaseUnavailable, texts.CANNOT_SAVE_NOW),
 )
 
 

@@ -177,7 +177,9 @@ class Inbox:
             try:
                 request = await inbox.oldest_waiting(key.chat_id, key.user_id)
                 if request is not None and (fresh or is_ready(request)):
-                    progressed = await run_request(self._runtime, self._bot, request, self, self._work)
+                    progressed = await run_request(
+                        self._runtime, self._bot, request, self._work, first_to_tell=self._first_to_tell
+                    )
             finally:
                 await self._let_go(key, look_again=progressed)
         except StorageError as error:  # unavailable (or closed under us): the sweep tries again
@@ -194,7 +196,7 @@ class Inbox:
             if waiting is not None and is_ready(waiting):
                 self.kick(key)
 
-    def told_unavailable(self, request_id: int) -> bool:
+    def _first_to_tell(self, request_id: int) -> bool:
         """True the first time for a request: its sender is told once that nothing can be saved."""
         if request_id in self._told:
             return False

@@ -25,7 +25,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from telegram import Bot
 from telegram.error import TelegramError
@@ -41,9 +40,6 @@ from storage.errors import DatabaseUnavailable
 from storage.schema import utc_now
 from storage.types import InboxStatus, StoredRequest, StoredTurn, TurnStatus
 
-if TYPE_CHECKING:
-    from bot.inbox import Inbox
-
 log = logging.getLogger(__name__)
 
 Work = Callable[[BotRuntime, Outbox, Request], Awaitable[None]]
@@ -57,9 +53,15 @@ def is_ready(request: StoredRequest) -> bool:
 
 
 async def run_request(
-    runtime: BotRuntime, bot: Bot, request: StoredRequest, inbox: Inbox, work: Mapping[str, Work]
+    runtime: BotRuntime,
+    bot: Bot,
+    request: StoredRequest,
+    work: Mapping[str, Work],
+    *,
+    first_to_tell: Callable[[int], bool],
 ) -> bool:
-    """Work on `request`; True if it moved on (done, or its replies kept for later)."""
+    """Work on `request`; True if it moved on (done, or its replies kept for later).
+    `first_to_tell(request id)` says whether its sender has yet to hear the database is down."""
     store = runtime.store
     outbox = Outbox(
         bot, runtime.delivery_policy, store=store, request=request,
@@ -83,7 +85,7 @@ async def run_request(
         await _work_on(runtime, outbox, request, wanted, work)
     except DatabaseUnavailable as error:
         log.warning("request %s waits for the database: %s", request.id, error)
-        if inbox.told_unavailable(request.id):
+        if first_to_tell(request.id):
             await outbox.send(where_to_answer(wanted), texts.CANNOT_SAVE_WAITING)
         return False
     if outbox.postponed:

@@ -70,6 +70,9 @@ CANNOT_SAVE_FULL = (
     "I can't save messages right now (my database isn't available), and I can't hold on to any more. "
     "Please send this again in a few minutes."
 )
+CANNOT_SAVE_NOW = (
+    "I can't save anything right now (my database isn't available). Please try again in a few minutes."
+)
 CANNOT_SAVE_WAITING = (
     "I can't save anything right now (my database isn't available). Your message is kept, and I'll "
     "answer it as soon as I can."
