@@ -128,7 +128,7 @@ def request_work(intake: ImageIntake) -> dict[str, Work]:
 def add_handlers(application: Application, settings: Settings, intake: ImageIntake) -> None:
     """Route every update type the bot understands to its handler."""
     new_messages = filters.UpdateType.MESSAGE  # edits of old messages are not re-answered
-    application.add_handler(chat_migration_handler(), group=-2)
+    application.add_handler(chat_migration_handler(), group=-3)  # before anything may stop it
     application.add_handler(TypeHandler(Update, make_access_guard(settings)), group=-1)
     commands = {
         ("start", "help"): help_command,
