@@ -1,8 +1,9 @@
 """Who may use the bot: `ALLOWED_USER_IDS` / `ALLOWED_CHAT_IDS`, checked before any other handler runs.
 
-Everyone else gets one polite refusal (per user, per run of the bot) and nothing more: no handler runs,
-nothing is stored, the model is never called. In groups the bot refuses only when it is addressed, so
-it never chatters in a group that simply contains it.
+Everyone else gets one polite refusal in the chat (per user, per run of the bot) and nothing more: no
+handler runs, nothing is stored, the model is never called. In groups the bot refuses only when it is
+addressed, so it never chatters in a group that simply contains it. A button press is different: each
+one is answered (answerCallbackQuery, with the refusal as a pop-up), or the button would spin.
 """
 
 from __future__ import annotations
@@ -37,27 +38,24 @@ def make_access_guard(
     refused: set[int] = set()
 
     async def guard_access(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Let allowed users through; refuse the others once, then ignore them."""
+        """Let allowed users through; refuse the others once in the chat, and every press."""
         user, chat = update.effective_user, update.effective_chat
         if is_allowed(settings, user.id if user else None, chat.id if chat else None):
             return
-        if user is not None and user.id not in refused and _deserves_an_answer(update):
+        if update.callback_query:
+            await answer_press(update.callback_query, texts.NOT_ALLOWED, show_alert=True)
+        elif user is not None and user.id not in refused and _deserves_an_answer(update):
             refused.add(user.id)
             log.info(
                 "refused user %s in chat %s (not in the allow-lists)", user.id, chat.id if chat else None
             )
-            if update.callback_query:
-                await answer_press(update.callback_query, texts.NOT_ALLOWED, show_alert=True)
-            elif update.effective_message:
-                await update.effective_message.reply_text(texts.NOT_ALLOWED)
+            await update.effective_message.reply_text(texts.NOT_ALLOWED)
         raise ApplicationHandlerStop
 
     return guard_access
 
 
 def _deserves_an_answer(update: Update) -> bool:
-    if update.callback_query:
-        return True
     message = update.effective_message
     if message is None:
         return False

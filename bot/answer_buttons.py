@@ -1,10 +1,12 @@
-"""The buttons under an answer: "Regenerate" is /retry for that answer, "New conversation" is /new.
+"""The buttons under an answer: "Regenerate" is /retry for that answer, "New conversation" is /new,
+and "Retry" (under the note that an answer was interrupted) is /retry for the interrupted answer.
 
-Regenerate looks the answer up by the message the button is on (`Store.turn_for_message`) and only
-works for the person who asked (in groups everyone sees everyone's buttons) and only on the newest
-answer of their open conversation: older answers are part of a history the model has already built on.
-New conversation starts a fresh conversation for whoever presses it. Both run in the presser's
-conversation queue, behind any answer still being written, like the commands they stand for.
+Regenerate and Retry look the answer up by the message the button is on (`Store.turn_for_message`)
+and only work for the person who asked (in groups everyone sees everyone's buttons) and only on the
+newest answer of their open conversation: older answers are part of a history the model has already
+built on. New conversation starts a fresh conversation for whoever presses it. All are stored in the
+inbox and run in the presser's conversation, behind any answer still being written, like the
+commands they stand for.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from telegram.error import TelegramError
 from telegram.ext import CallbackQueryHandler, ContextTypes
 
 from bot import texts
-from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA
-from bot.conversation_actions import regenerate_last_answer, start_new_conversation
+from bot.answer_keyboard import NEW_CONVERSATION_DATA, REGENERATE_DATA, RETRY_DATA
+from bot.answering import generate_answer
+from bot.conversation_actions import regenerate_last_answer
 from bot.conversation_queue import ConversationKey
-from bot.incoming import ReplyTarget, chat_info, reply_target, user_info
+from bot.incoming import ConversationCall, RegenerateCall, ReplyTarget, chat_info, reply_target, user_info
+from bot.outbox import Outbox
 from bot.press_answers import answer_press
 from bot.prompting import USER_STATUSES_SHOWN
-from bot.runtime import BotRuntime, queue_for_conversation, runtime_of
+from bot.runtime import BotRuntime, runtime_of
 from storage.types import ConversationRef, StoredTurn, TurnStatus
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,8 @@ async def answer_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         await _new_conversation(update, context)
     elif query.data == REGENERATE_DATA:
         await _regenerate(update, context)
+    elif query.data == RETRY_DATA:
+        await _retry_interrupted(update, context)
     else:
         await answer_press(query, texts.BUTTON_EXPIRED, show_alert=True)
 
@@ -65,68 +71,91 @@ class DetachedPressHandler(CallbackQueryHandler):
 
 async def _new_conversation(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
-    runtime = runtime_of(context)
     user, chat = user_info(query.from_user), chat_info(query.message.chat)
-    queue_for_conversation(
-        update,
-        context,
-        lambda: start_new_conversation(runtime, user, chat),
-        name="new",
-        key=ConversationKey(chat.id, user.id),
-    )
+    target = reply_target(query.message).quoting(None)
+    call = ConversationCall(user=user, chat=chat, target=target, confirm=False)
+    inbox = runtime_of(context).inbox
+    await inbox.accept(update, ConversationKey(chat.id, user.id), call, new_conversation=True)
     await answer_press(query, texts.NEW_CONVERSATION)
 
 
-async def _regenerate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _pressed_answer(
+    update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[StoredTurn, ConversationRef, list[StoredTurn]] | None:
+    """The answer the pressed button is under, its conversation and history, if the presser may
+    act on it; else None, and the press is answered with why not."""
     query = update.callback_query
-    runtime = runtime_of(context)
-    store = runtime.store
+    store = runtime_of(context).store
     answer = await store.turn_for_message(query.message.chat.id, query.message.message_id)
     conversation = await store.conversation(answer.conversation_id) if answer else None
     if answer is None or conversation is None or answer.role != "assistant":
         await answer_press(query, texts.ANSWER_GONE, show_alert=True)
-        return
+        return None
     if conversation.user_id != query.from_user.id:
         await answer_press(query, texts.NOT_YOUR_ANSWER, show_alert=True)
+        return None
+    return answer, conversation, await store.history(conversation.id)
+
+
+async def _regenerate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    pressed = await _pressed_answer(update, context)
+    if pressed is None:
         return
-    history = await store.history(conversation.id)
+    answer, conversation, history = pressed
     if conversation.closed_at is not None or not is_newest_answer(history, answer.id):
         await answer_press(query, texts.ONLY_NEWEST_ANSWER, show_alert=True)
         return
-    target = _regenerated_target(query, history, answer)
-
-    async def regenerate() -> None:
-        await _regenerate_if_still_newest(runtime, context, query, conversation, answer.id, target)
-
-    queue_for_conversation(
-        update,
-        context,
-        regenerate,
-        name="regenerate",
-        key=ConversationKey(conversation.chat_id, conversation.user_id),
+    call = RegenerateCall(
+        conversation_id=conversation.id,
+        answer_id=answer.id,
+        target=_regenerated_target(query, history, answer),
+        buttons_chat_id=query.message.chat.id,
+        buttons_message_id=query.message.message_id,
     )
+    key = ConversationKey(conversation.chat_id, conversation.user_id)
+    await runtime_of(context).inbox.accept(update, key, call)
     await answer_press(query, texts.REGENERATING)
 
 
-async def _regenerate_if_still_newest(
-    runtime: BotRuntime,
-    context: ContextTypes.DEFAULT_TYPE,
-    query: CallbackQuery,
-    conversation: ConversationRef,
-    answer_id: int,
-    target: ReplyTarget,
-) -> None:
-    """The press waited behind earlier work; something may have superseded the answer meanwhile."""
-    current = await runtime.store.conversation(conversation.id)
-    history = await runtime.store.history(conversation.id)
-    if current is None or current.closed_at is not None or not is_newest_answer(history, answer_id):
-        log.info("not regenerating answer %s: no longer the newest", answer_id)
+async def _retry_interrupted(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """🔄 Retry under the note that an answer was interrupted: /retry, if it is still the newest."""
+    query = update.callback_query
+    pressed = await _pressed_answer(update, context)
+    if pressed is None:
+        return
+    answer, conversation, history = pressed
+    later = [turn for turn in history if turn.position > answer.position]
+    if conversation.closed_at is not None or any(turn.status is TurnStatus.COMPLETE for turn in later):
+        await answer_press(query, texts.ONLY_NEWEST_ANSWER, show_alert=True)
+        return
+    user, chat = user_info(query.from_user), chat_info(query.message.chat)
+    target = _regenerated_target(query, history, answer)
+    call = ConversationCall(user=user, chat=chat, target=target, confirm=False)
+    key = ConversationKey(conversation.chat_id, conversation.user_id)
+    await runtime_of(context).inbox.accept(update, key, call)
+    await answer_press(query, texts.REGENERATING)
+
+
+async def regenerate_pressed(runtime: BotRuntime, outbox: Outbox, call: RegenerateCall) -> None:
+    """The work of a stored 🔄 press. It waited behind earlier work; something may have superseded
+    the answer meanwhile. Done again after a restart, it just writes the answer again."""
+    store = runtime.store
+    if outbox.request_id is not None and await store.turns_for_request(outbox.request_id):
+        await generate_answer(runtime, outbox, call.conversation_id, call.target)
+        return
+    current = await store.conversation(call.conversation_id)
+    history = await store.history(call.conversation_id)
+    if current is None or current.closed_at is not None or not is_newest_answer(history, call.answer_id):
+        log.info("not regenerating answer %s: no longer the newest", call.answer_id)
         return
     try:  # the old answer's buttons would only lead to "only the newest answer…" now
-        await query.edit_message_reply_markup(reply_markup=None)
+        await outbox.bot.edit_message_reply_markup(
+            call.buttons_chat_id, call.buttons_message_id, reply_markup=None
+        )
     except TelegramError as error:
         log.info("could not remove the buttons of a regenerated answer: %s", error)
-    await regenerate_last_answer(runtime, context.bot, conversation.id, target)
+    await regenerate_last_answer(runtime, outbox, current.id, call.target)
 
 
 def is_newest_answer(history: Sequence[StoredTurn], answer_id: int) -> bool:

@@ -1,4 +1,5 @@
-"""The inline keyboard under every normal answer: "Regenerate" and "New conversation".
+"""The inline keyboards under answers: "Regenerate" and "New conversation" under every normal answer,
+"Retry" under the note that an answer was interrupted (INTERRUPTED_ANSWERS=note).
 
 Kept apart from the handler (`bot.answer_buttons`) so that the answering flow can attach the keyboard
 without importing the commands the handler reuses. The buttons carry no ids: the handler finds the
@@ -15,6 +16,7 @@ CALLBACK_PREFIX = "answer:"
 CALLBACK_PATTERN = rf"^{CALLBACK_PREFIX}"
 REGENERATE_DATA = CALLBACK_PREFIX + "regenerate"
 NEW_CONVERSATION_DATA = CALLBACK_PREFIX + "new"
+RETRY_DATA = CALLBACK_PREFIX + "retry"
 
 
 def answer_keyboard(*, regenerate: bool = True) -> InlineKeyboardMarkup:
@@ -24,3 +26,20 @@ def answer_keyboard(*, regenerate: bool = True) -> InlineKeyboardMarkup:
     if regenerate:
         buttons.insert(0, InlineKeyboardButton(texts.REGENERATE_BUTTON, callback_data=REGENERATE_DATA))
     return InlineKeyboardMarkup([buttons])
+
+
+def retry_keyboard() -> InlineKeyboardMarkup:
+    """Under the note that an answer was interrupted: write it again, as /retry does."""
+    return InlineKeyboardMarkup([[InlineKeyboardButton(texts.RETRY_BUTTON, callback_data=RETRY_DATA)]])
+
+
+# The keyboards by the names a reply kept for later is stored with (`bot.outbox`).
+KEYBOARDS = {
+    "answer": answer_keyboard,
+    "task": lambda: answer_keyboard(regenerate=False),
+    "retry": retry_keyboard,
+}
+
+
+def keyboard(name: str | None) -> InlineKeyboardMarkup | None:
+    return KEYBOARDS[name]() if name else None

@@ -2,12 +2,15 @@
 
 `answer_message` stores a person's question as a user turn with its images; `generate_answer` writes
 the answer to a conversation's newest question: the model's text is shown as it grows
-(`bot.previews`), the final text is delivered (`bot.delivery`) and recorded as an assistant turn
-linked to its messages (`assistant_turn`, which /classify shares, and which counts every answer in
-the bot's metrics). While every model server is overloaded the growing answer says so and that it is
-trying again (`texts.MODEL_BUSY_RETRYING`); the answer then replaces the note. Every step that can go
-wrong for a known reason ends in a short, specific apology (`bot.apologies`) and a stored status, and
-the person's words are always kept; only unknown errors escape, to be logged by the caller.
+(`bot.previews`), the final text is delivered (`bot.outbox`, `bot.delivery`) and recorded as an
+assistant turn linked to its messages (`assistant_turn`, which /classify shares, and which counts every
+answer in the bot's metrics). While every model server is overloaded the growing answer says so and that
+it is trying again (`texts.MODEL_BUSY_RETRYING`); the answer then replaces the note. Every step that can
+go wrong for a known reason ends in a short, specific apology (`bot.apologies`) and a stored status, and
+the person's words are always kept; only unknown errors escape, to be logged by the caller. Work for a
+stored request is done again after a restart, so both steps are tied to the request: its question is
+stored once, and its answers are found again (`Store.turns_for_request`). An answer is COMPLETE only
+once Telegram took it, UNDELIVERED until then.
 """
 
 from __future__ import annotations
@@ -17,19 +20,18 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-
-from telegram import Bot
+from dataclasses import dataclass, field
 
 from bot import texts
-from bot.answer_keyboard import answer_keyboard
+from bot.answer_keyboard import keyboard
 from bot.apologies import apology_for
 from bot.chat_preferences import available_modes, chosen_preamble, generation_params, read_preferences
 from bot.conversation_queue import CANCEL_BY_SHUTDOWN, CANCEL_BY_USER
-from bot.delivery import Delivery, send_reply
+from bot.delivery import Delivery
 from bot.downloads import fetch_image
 from bot.errors import ImageDownloadFailed, ImageTooLarge
 from bot.incoming import IncomingMessage, ReplyTarget
+from bot.outbox import Outbox
 from bot.previews import AnswerPreview
 from bot.prompting import build_conversation
 from bot.runtime import BotRuntime
@@ -37,7 +39,7 @@ from model.backend import ModelBackend
 from model.errors import GenerationFailed, ModelError
 from model.types import (Busy, Conversation, FinishReason, GenerationParams, GenerationResult, Preamble,
                          TextDelta)
-from storage.errors import ImageRejected
+from storage.errors import ImageRejected, StorageError
 from storage.types import TurnStatus
 
 log = logging.getLogger(__name__)
@@ -59,37 +61,42 @@ PLAIN_ANSWER = AnswerOptions()
 
 
 async def answer_message(
-    runtime: BotRuntime, bot: Bot, incoming: IncomingMessage, options: AnswerOptions = PLAIN_ANSWER
+    runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage, options: AnswerOptions = PLAIN_ANSWER
 ) -> None:
     """Store the message as a user turn, then answer it (or apologise for what went wrong)."""
-    conversation_id = await store_question(runtime, bot, incoming)
+    conversation_id = await store_question(runtime, outbox, incoming)
     if conversation_id is not None:
-        await generate_answer(runtime, bot, conversation_id, incoming.target, options)
+        await generate_answer(runtime, outbox, conversation_id, incoming.target, options)
 
 
-async def store_question(runtime: BotRuntime, bot: Bot, incoming: IncomingMessage) -> int | None:
+async def store_question(runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage) -> int | None:
     """Store the message as a user turn with its images; its conversation's id, or None (and an
-    apology sent, the words kept as a FAILED turn) when an image could not be had."""
+    apology sent, the words kept as a FAILED turn) when an image could not be had. A question the
+    request stored before (a restart interrupted its answer) is not stored or downloaded again."""
     store = runtime.store
+    if outbox.request_id is not None:
+        earlier = [turn for turn in await store.turns_for_request(outbox.request_id) if turn.role == "user"]
+        if earlier:
+            return earlier[0].conversation_id if earlier[0].status is TurnStatus.COMPLETE else None
     await store.touch(incoming.user, incoming.chat)
     conversation = await store.active_conversation(incoming.chat.id, incoming.user.id)
     limit = runtime.settings.max_image_bytes
+    turn = dict(message_ids=incoming.message_ids, inbox_item_id=outbox.request_id)
     try:
-        images = [await fetch_image(bot, store, source, limit) for source in incoming.images]
-        await store.add_user_turn(conversation.id, incoming.text, images, incoming.message_ids)
+        images = [await fetch_image(outbox.bot, store, source, limit) for source in incoming.images]
+        await store.add_user_turn(conversation.id, incoming.text, images, **turn)
     except (ImageTooLarge, ImageDownloadFailed, ImageRejected) as problem:
         log.info("could not take the image of a question in chat %s: %s", incoming.chat.id, problem)
         # Keep the person's words even though their image is missing; FAILED keeps it out of prompts.
-        kept = await store.add_user_turn(conversation.id, incoming.text, (), incoming.message_ids)
-        await store.set_turn_status(kept.id, TurnStatus.FAILED)
-        await send_reply(bot, incoming.target, apology_for(problem))
+        await store.add_user_turn(conversation.id, incoming.text, (), status=TurnStatus.FAILED, **turn)
+        await outbox.send(incoming.target, apology_for(problem))
         return None
     return conversation.id
 
 
 async def generate_answer(
     runtime: BotRuntime,
-    bot: Bot,
+    outbox: Outbox,
     conversation_id: int,
     target: ReplyTarget,
     options: AnswerOptions = PLAIN_ANSWER,
@@ -97,16 +104,16 @@ async def generate_answer(
     """Answer the newest user turn of a conversation; False if there was nothing to answer."""
     history = await runtime.store.history(conversation_id)
     preamble, params = await _generation_setup(runtime, target.chat_id, options)
-    conversation = await asyncio.to_thread(build_conversation, history, preamble)
+    conversation = await runtime.store.decode_pool.run(build_conversation, history, preamble)
     if conversation is None:
         return False
-    delivery = Delivery(bot, target, min_interval_s=runtime.settings.stream_edit_interval_s)
-    async with assistant_turn(runtime, conversation_id) as outcome:
+    delivery = outbox.delivery(target, min_interval_s=runtime.settings.stream_edit_interval_s)
+    async with assistant_turn(runtime, outbox, conversation_id, delivery) as outcome:
         async with AnswerPreview(delivery) as preview:
             shape = options.shape_text or _as_written
             await _write(runtime.model, conversation, params, shape, preview, outcome)
             await preview.close()
-        await _deliver(delivery, outcome, options)
+        await _deliver(runtime, outbox, delivery, outcome, options)
     if outcome.cancel_reason is not None:
         raise asyncio.CancelledError(outcome.cancel_reason)
     return True
@@ -125,6 +132,9 @@ class AnswerOutcome:
     message_ids: tuple[int, ...] = ()
     error: BaseException | None = None  # why it failed, when it did
     busy_waits: int = 0  # waits while every model server was overloaded
+    turn_id: int | None = None
+    delivered: bool = False  # Telegram took the final text: only then is a complete answer COMPLETE
+    links: set[asyncio.Future[None]] = field(default_factory=set)  # messages being linked to the turn
 
     def complete(self, text: str, result: GenerationResult | None = None) -> None:
         self.text, self.status, self.result = text, TurnStatus.COMPLETE, result
@@ -139,6 +149,12 @@ class AnswerOutcome:
         self.cancel_reason = reason
         self.note = texts.CANCELLED_BY_SHUTDOWN if reason == CANCEL_BY_SHUTDOWN else texts.CANCELLED
 
+    def recorded_status(self) -> TurnStatus:
+        """The status the turn is stored with: a complete answer nobody saw is UNDELIVERED."""
+        if self.status is TurnStatus.COMPLETE and not self.delivered:
+            return TurnStatus.UNDELIVERED
+        return self.status
+
     def message(self) -> str:
         """What the person reads: the answer, or what was written so far followed by the note."""
         if self.status is TurnStatus.COMPLETE:
@@ -148,10 +164,21 @@ class AnswerOutcome:
 
 
 @contextlib.asynccontextmanager
-async def assistant_turn(runtime: BotRuntime, conversation_id: int) -> AsyncIterator[AnswerOutcome]:
-    """Open the answer's turn; whatever happens inside, record how it ended, even when cancelled."""
-    turn = await runtime.store.open_assistant_turn(conversation_id)
-    outcome = AnswerOutcome()
+async def assistant_turn(
+    runtime: BotRuntime, outbox: Outbox, conversation_id: int, delivery: Delivery | None = None
+) -> AsyncIterator[AnswerOutcome]:
+    """Open the answer's turn; whatever happens inside, record how it ended, even when cancelled.
+    The messages `delivery` creates are linked to the turn as they appear."""
+    turn = await runtime.store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id)
+    outcome = AnswerOutcome(turn_id=turn.id)
+    if delivery is not None:
+
+        def link(message_id: int) -> None:
+            linking = asyncio.ensure_future(_link_preview(runtime, turn.id, message_id))
+            outcome.links.add(linking)
+            linking.add_done_callback(outcome.links.discard)
+
+        delivery.on_new_message = link
     try:
         yield outcome
     except asyncio.CancelledError:  # cancelled while delivering: a finished answer stays finished
@@ -159,7 +186,7 @@ async def assistant_turn(runtime: BotRuntime, conversation_id: int) -> AsyncIter
             outcome.status, outcome.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
         raise
     finally:  # also after an unexpected error: the turn must not stay pending
-        runtime.metrics.answer_finished(outcome.status, outcome.error, outcome.result, outcome.busy_waits)
+        runtime.metrics.answer_finished(outcome.recorded_status(), outcome.error, outcome.result, outcome.busy_waits)
         recording = asyncio.ensure_future(_record(runtime, turn.id, outcome))
         try:
             await asyncio.shield(recording)
@@ -168,11 +195,21 @@ async def assistant_turn(runtime: BotRuntime, conversation_id: int) -> AsyncIter
             raise
 
 
+async def _link_preview(runtime: BotRuntime, turn_id: int, message_id: int) -> None:
+    """A restart must find the preview an interrupted answer left: link it as soon as it exists."""
+    try:
+        await runtime.store.link_messages(turn_id, [message_id])
+    except StorageError as error:  # only the clean-up after a crash would miss it
+        log.warning("could not link message %s to answer %s: %s", message_id, turn_id, error)
+
+
 async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> None:
+    if outcome.links:
+        await asyncio.wait(list(outcome.links))
     result = outcome.result
     await runtime.store.close_assistant_turn(
         turn_id,
-        outcome.status,
+        outcome.recorded_status(),
         outcome.text,
         finish_reason=outcome.finish_reason,
         prompt_tokens=result.prompt_tokens if result else None,
@@ -180,8 +217,7 @@ async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> 
         time_to_first_token_s=result.time_to_first_token_s if result else None,
         total_s=result.total_s if result else None,
     )
-    if outcome.message_ids:
-        await runtime.store.link_messages(turn_id, outcome.message_ids)
+    await runtime.store.link_messages(turn_id, outcome.message_ids, only=True)
 
 
 async def _write(
@@ -222,20 +258,33 @@ async def _write(
             outcome.complete(outcome.text, result)
 
 
-async def _deliver(delivery: Delivery, outcome: AnswerOutcome, options: AnswerOptions) -> None:
+async def _deliver(
+    runtime: BotRuntime, outbox: Outbox, delivery: Delivery, outcome: AnswerOutcome, options: AnswerOptions
+) -> None:
     """Send what the person reads; after a cancel only briefly, since shutdown waits for it."""
     if outcome.status is TurnStatus.COMPLETE:
-        markup = answer_keyboard(regenerate=options.can_regenerate)  # Regenerate / New conversation
-        outcome.message_ids = tuple(await delivery.deliver(outcome.message(), markup))
-    elif outcome.cancel_reason is None:
-        outcome.message_ids = tuple(await delivery.deliver(outcome.message()))
-    else:
+        markup = "answer" if options.can_regenerate else "task"  # Regenerate / New conversation
         try:
-            shown = await asyncio.wait_for(delivery.deliver(outcome.message()), CLEANUP_TIMEOUT_S)
+            shown, outcome.delivered = await outbox.finish(
+                delivery, outcome.message(), markup, outcome.turn_id
+            )
+        except asyncio.CancelledError:  # shutdown mid-delivery: what arrived counts
+            outcome.message_ids = tuple(delivery.message_ids)
+            outcome.delivered = not delivery.unsent_text(outcome.message()).strip()
+            raise
+    elif outcome.cancel_reason is None:
+        shown, _ = await outbox.finish(delivery, outcome.message())
+    else:
+        note_mode = runtime.settings.interrupted_answers == "note"
+        if outcome.cancel_reason == CANCEL_BY_SHUTDOWN:
+            outcome.note = texts.CANCELLED_BY_SHUTDOWN_NOTE if note_mode else texts.CANCELLED_BY_SHUTDOWN
+        markup = keyboard("retry") if note_mode and outcome.cancel_reason == CANCEL_BY_SHUTDOWN else None
+        try:
+            shown = await asyncio.wait_for(delivery.deliver(outcome.message(), markup), CLEANUP_TIMEOUT_S)
         except asyncio.TimeoutError:
             log.info("could not show in time that an answer in chat %s was cancelled", delivery.chat_id)
             return
-        outcome.message_ids = tuple(shown)
+    outcome.message_ids = tuple(shown)
 
 
 async def _generation_setup(

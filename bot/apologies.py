@@ -1,8 +1,9 @@
 """The one map from a known error to the sentence a person reads; the wording itself is in `bot.texts`.
 
 Every path that answers a person uses it: storing a question (an image too large, lost on the way, or
-unreadable), answering and classifying (the model's errors), and the application's error handler
-(the bot not started yet, a group upgraded under a reply, anything unexpected).
+unreadable), answering and classifying (the model's errors), the database being unavailable, and the
+application's error handler (the bot not started yet, a group upgraded under a reply, anything
+unexpected).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from telegram.error import ChatMigrated
 from bot import texts
 from bot.errors import ImageDownloadFailed, ImageTooLarge, NotReady
 from model.errors import ModelBusy, ModelError, PromptTooLong, ServiceStopped
-from storage.errors import ImageRejected
+from storage.errors import DatabaseUnavailable, ImageRejected
 
 # The first class an error is an instance of wins: subclasses before their bases.
 _APOLOGIES: tuple[tuple[type[BaseException], str], ...] = (
@@ -24,6 +25,7 @@ _APOLOGIES: tuple[tuple[type[BaseException], str], ...] = (
     (NotReady, texts.NOT_READY),
     (ModelError, texts.GENERATION_FAILED),  # GenerationFailed, or a prompt that could not be made safe
     (ChatMigrated, texts.CHAT_UPGRADED),
+    (DatabaseUnavailable, texts.CANNOT_SAVE_NOW),
 )
 
 

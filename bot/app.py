@@ -2,6 +2,7 @@
 
 `build_application` wires the Bot API endpoint, rate limiting, concurrency, metrics, the webhook (if
 any) and lifecycle hooks; `add_handlers` routes updates by filters to one small handler each;
+`request_work` is the table of what each kind of stored request does when its turn comes (`bot.inbox`);
 `on_error` is the one error handler.
 """
 
@@ -27,9 +28,10 @@ from telegram.request import HTTPXRequest
 
 from bot.access import make_access_guard
 from bot.addressing import ADDRESSED_TO_BOT, NAMES_THIS_BOT
-from bot.answer_buttons import DetachedPressHandler, answer_button, unknown_button
+from bot.answer_buttons import DetachedPressHandler, answer_button, regenerate_pressed, unknown_button
 from bot.answer_keyboard import CALLBACK_PATTERN as ANSWER_PATTERN
 from bot.apologies import apology_for
+from bot.chat_migration import chat_migration_handler
 from bot.commands.cancel import cancel_command
 from bot.commands.caption import caption_task
 from bot.commands.classify import classify_task
@@ -39,8 +41,8 @@ from bot.commands.forget import forget_button, forget_command
 from bot.commands.help import help_command
 from bot.commands.mode import CALLBACK_PATTERN as MODE_PATTERN
 from bot.commands.mode import mode_button, mode_command
-from bot.commands.new import new_command
-from bot.commands.retry import retry_command
+from bot.commands.new import new_command, start_fresh
+from bot.commands.retry import retry_command, retry_last_answer
 from bot.commands.settings_menu import CALLBACK_PATTERN as SETTINGS_PATTERN
 from bot.commands.settings_menu import settings_button, settings_command
 from bot.commands.stats import stats_command
@@ -51,13 +53,16 @@ from bot.incoming import reply_target
 from bot.intake import IN_ALBUM, ImageIntake
 from bot.lifecycle import ModelServiceFactory, create_model_backend, make_post_init, post_shutdown, post_stop
 from bot.logging_setup import install_token_redaction
-from bot.messages import on_image, on_other_document, on_text, on_unknown_command
+from bot.messages import answer_question, on_image, on_other_document, on_text, on_unknown_command
 from bot.metrics import BotMetrics
+from bot.press_answers import answer_press
 from bot.redelivery import make_redelivery_guard
+from bot.request_codec import ALBUM, NEW, QUESTION, REGENERATE, RETRY, TASK
+from bot.request_runner import Work
 from bot.runtime import current_runtime
 from bot.settings import Settings
 from bot.tasks import Task, command_handler
-from bot.telegram_client import LenientBot
+from bot.telegram_client import AcknowledgementGate, LenientBot
 from bot.webhooks import install_webhook, webhook_options
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,7 @@ def build_application(
     secrets = [settings.telegram_bot_token.get_secret_value(), webhook.secret_token if webhook else ""]
     install_token_redaction(secrets)
     metrics = BotMetrics()
+    acknowledgement = AcknowledgementGate()
     bot = LenientBot(
         settings.telegram_bot_token.get_secret_value(),
         base_url=settings.bot_api_base_url,
@@ -97,24 +103,43 @@ def build_application(
         get_updates_request=HTTPXRequest(),
         rate_limiter=AIORateLimiter(max_retries=RATE_LIMIT_RETRIES),
         on_api_error=metrics.telegram_api_error,
+        acknowledgement_gate=acknowledgement,
+    )
+    intake = ImageIntake(IMAGE_TASKS)
+    post_init = make_post_init(
+        settings, model_service_factory or create_model_backend, metrics, request_work(intake)
     )
     application = (
         ApplicationBuilder()
         .bot(bot)
         .concurrent_updates(CONCURRENT_UPDATES)
-        .post_init(make_post_init(settings, model_service_factory or create_model_backend, metrics))
+        .post_init(post_init)
         .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
     )
     install_webhook(application, webhook)
-    add_handlers(application, settings)
+    acknowledgement.attach(application.update_queue)
+    add_handlers(application, settings, intake)
     return application
 
 
-def add_handlers(application: Application, settings: Settings) -> None:
+def request_work(intake: ImageIntake) -> dict[str, Work]:
+    """What each kind of stored request does when its turn comes."""
+    return {
+        QUESTION: answer_question,
+        TASK: intake.run_task,
+        ALBUM: intake.answer_album,
+        RETRY: retry_last_answer,
+        NEW: start_fresh,
+        REGENERATE: regenerate_pressed,
+    }
+
+
+def add_handlers(application: Application, settings: Settings, intake: ImageIntake) -> None:
     """Route every update type the bot understands to its handler."""
     new_messages = filters.UpdateType.MESSAGE  # edits of old messages are not re-answered
+    application.add_handler(chat_migration_handler(), group=-3)  # before anything may stop it
     application.add_handler(TypeHandler(Update, make_redelivery_guard()), group=-2)
     application.add_handler(TypeHandler(Update, make_access_guard(settings)), group=-1)
     commands = {
@@ -126,7 +151,7 @@ def add_handlers(application: Application, settings: Settings) -> None:
         ("stats",): stats_command,
         ("mode",): mode_command,
         ("settings",): settings_command,
-        **{(name,): command_handler(task, name) for name, task in IMAGE_TASKS.items()},
+        **{(name,): command_handler(name) for name in IMAGE_TASKS},
     }
     for names, callback in commands.items():
         application.add_handler(CommandHandler(list(names), callback, filters=new_messages))
@@ -137,7 +162,6 @@ def add_handlers(application: Application, settings: Settings) -> None:
     application.add_handler(CallbackQueryHandler(answer_button, pattern=ANSWER_PATTERN))
     application.add_handler(CallbackQueryHandler(unknown_button))  # stale or forged: never left spinning
     images = filters.PHOTO | IMAGE_DOCUMENT
-    intake = ImageIntake(IMAGE_TASKS)
     # Every album item is collected (only one carries the caption that may address the bot).
     application.add_handler(MessageHandler(new_messages & IN_ALBUM & images, intake.on_album_item))
     application.add_handler(
@@ -170,6 +194,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling %s", where, exc_info=error)
     if not isinstance(update, Update):
         return
+    if update.callback_query:  # the button must stop spinning, whatever went wrong
+        await answer_press(update.callback_query, apology_for(error), show_alert=True)
     # A press on a message too old to be shown still names its chat; other updates bring a message.
     pressed = update.callback_query.message if update.callback_query else None
     where_asked = update.effective_message or pressed

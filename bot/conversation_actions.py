@@ -7,10 +7,9 @@ and writes a new one, so the model never builds on an answer the person threw aw
 
 from __future__ import annotations
 
-from telegram import Bot
-
 from bot.answering import generate_answer
 from bot.incoming import ReplyTarget
+from bot.outbox import Outbox
 from bot.prompting import visible_turns
 from bot.runtime import BotRuntime
 from storage.types import ChatInfo, TurnStatus, UserInfo
@@ -23,12 +22,12 @@ async def start_new_conversation(runtime: BotRuntime, user: UserInfo, chat: Chat
 
 
 async def regenerate_last_answer(
-    runtime: BotRuntime, bot: Bot, conversation_id: int, target: ReplyTarget
+    runtime: BotRuntime, outbox: Outbox, conversation_id: int, target: ReplyTarget
 ) -> bool:
     """Supersede the answer to the newest question and write it again; False if there is no question."""
     if not await supersede_last_answer(runtime, conversation_id):
         return False
-    await generate_answer(runtime, bot, conversation_id, target)
+    await generate_answer(runtime, outbox, conversation_id, target)
     return True
 
 

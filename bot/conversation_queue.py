@@ -4,8 +4,10 @@ Jobs run as tasks this queue owns rather than inside PTB's update handlers. That
 answer from holding up anyone else, lets `/cancel` stop exactly the running job, and lets shutdown cancel
 and record every in-flight answer *before* PTB's `Application.stop()` (which waits for handlers).
 
-Order is fixed when `submit()` is called: handlers call it before their first `await`, and PTB starts
-handler tasks in update order, so a conversation's jobs run in the order its messages arrived.
+Order is fixed when `submit()` is called: the inbox (`bot.inbox`) calls it before a handler's first
+`await`, and PTB starts handler tasks in update order, so a conversation's jobs run in the order its
+messages arrived. This is the local scheduler only: what is still to be done lives in the database's
+inbox, and each job works on the conversation's oldest waiting request there.
 """
 
 from __future__ import annotations
@@ -83,6 +85,17 @@ class ConversationQueue:
                 jobs.remove(job)
             if not jobs:
                 self._jobs.pop(job.key, None)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def has_waiting(self, key: ConversationKey) -> bool:
+        """Whether a job for this conversation is queued and has not started yet."""
+        return any(not job.started for job in self._jobs.get(key, []))
+
+    def has_jobs(self, key: ConversationKey) -> bool:
+        return bool(self._jobs.get(key))
 
     def running(self, key: ConversationKey) -> asyncio.Task | None:
         """The job currently running for this conversation, if any."""

@@ -7,7 +7,8 @@ messages the answer already has there. Every write of the answer, previews inclu
 `Delivery.judge`:
 
 - 429 `RetryAfter`: wait as long as Telegram asks, then write again;
-- a network error: wait a moment, then write again;
+- a network error or a 5xx: wait, longer each time (1 s, 2 s, 4 s… up to the policy's
+  `max_backoff_s`), then write again;
 - the chat moved to a supergroup: write again there;
 - 403 `Forbidden` (blocked, removed from the group): nobody can read it, the answer ends quietly;
 - anything else (a bad request, a method the Bot API server lacks): that write would be refused
@@ -15,9 +16,11 @@ messages the answer already has there. Every write of the answer, previews inclu
 
 `deliver` makes the messages say the final text: the growing message is edited into the first piece,
 the rest follow as new messages split at natural boundaries (`bot.message_split`), the buttons under
-the last one. An edit Telegram refuses becomes a new message (the stale preview is deleted); each
-piece is tried `FINAL_DELIVERY_ATTEMPTS` times; what could not be delivered is logged, and the
-returned ids show what arrived. Nothing but `asyncio.CancelledError` escapes.
+the last one. An edit Telegram refuses, or one that keeps failing on the network, becomes a new
+message (the stale preview is deleted, so no truncated preview is left behind). Writes are retried
+for as long as a real outage may last (`DeliveryPolicy.give_up_after_s`, minutes); then `deliver`
+stops with `outcome` LATER and the part not yet shown (`unsent_text`) is for the caller to keep and
+deliver later (`bot.outbox`). Nothing but `asyncio.CancelledError` escapes.
 
 Everything is plain text (no parse_mode), so model output can never break entity parsing.
 """
@@ -27,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
@@ -46,9 +51,29 @@ from bot.telegram_errors import is_message_gone, is_not_modified, retry_after_se
 
 log = logging.getLogger(__name__)
 
-FINAL_DELIVERY_ATTEMPTS = 5
-NETWORK_RETRY_DELAY_S = 1.0
+FIRST_BACKOFF_S = 1.0
+EDIT_NETWORK_FAILURES_BEFORE_NEW_MESSAGE = 2
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How long Telegram's trouble is waited out (DELIVERY_GIVE_UP_AFTER_S, DELIVERY_MAX_BACKOFF_S)."""
+
+    give_up_after_s: float = 300.0
+    max_backoff_s: float = 30.0
+
+    def shorter(self, seconds: float) -> DeliveryPolicy:
+        return DeliveryPolicy(min(self.give_up_after_s, seconds), self.max_backoff_s)
+
+
+class DeliveryOutcome(Enum):
+    """How the last `deliver` ended."""
+
+    DELIVERED = "delivered"  # every piece is in the chat
+    LATER = "later"  # Telegram kept failing for the whole policy's time: keep the rest for later
+    REFUSED = "refused"  # Telegram refused the message itself: it never will take it
+    CLOSED = "closed"  # the chat can't be written to (blocked, removed)
 
 
 class Verdict(Enum):
@@ -62,17 +87,34 @@ class Verdict(Enum):
 class Delivery:
     """One answer's messages in one chat, written at the pace Telegram allows (see the module doc)."""
 
-    def __init__(self, bot: Bot, target: ReplyTarget, *, min_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        target: ReplyTarget,
+        *,
+        min_interval_s: float = 1.0,
+        policy: DeliveryPolicy = DeliveryPolicy(),
+        live_message_id: int | None = None,
+    ) -> None:
         self.bot = bot
         self.target = target
         self.chat_id = target.chat_id  # changes if the group becomes a supergroup meanwhile
         self.min_interval_s = min_interval_s  # between two writes of this answer
+        self.policy = policy
         self.closed = False  # the chat can't be written to (403)
-        self.live_message_id: int | None = None  # the message still growing (edited previews)
+        self.live_message_id = live_message_id  # the message still growing (edited previews)
         self.message_ids: list[int] = []  # the answer's finished messages, in order
+        self.outcome = DeliveryOutcome.DELIVERED
+        # Told of every message the answer gets, as it appears (the turn links it at once, so a
+        # restart knows which preview an interrupted answer left). Called, not awaited: nothing may
+        # come between Telegram taking a message and this delivery counting it.
+        self.on_new_message: Callable[[int], None] | None = None
         self._texts: list[str] = []  # their texts
         self._not_before = 0.0  # monotonic time before which Telegram asked us not to write
         self._last_write = float("-inf")
+        self._network_failures = 0  # in a row: the backoff grows with them
+        self._give_up_at = float("inf")
+        self._stale_previews: list[int] = []  # previews replaced by a new message, to delete
 
     # ---- the one ladder --------------------------------------------------------------------
 
@@ -92,8 +134,11 @@ class Delivery:
             self.chat_id = error.new_chat_id
             return Verdict.RETRY
         if isinstance(error, NetworkError) and not isinstance(error, BadRequest):
-            log.warning("Network error writing an answer to chat %s: %s", self.chat_id, error)
-            self._not_before = max(self._not_before, time.monotonic() + NETWORK_RETRY_DELAY_S)
+            backoff = min(self.policy.max_backoff_s, FIRST_BACKOFF_S * 2**self._network_failures)
+            self._network_failures += 1
+            log.warning("Telegram trouble writing to chat %s (%s); trying again in %.1f s",
+                        self.chat_id, error, backoff)
+            self._not_before = max(self._not_before, time.monotonic() + backoff)
             return Verdict.RETRY
         return Verdict.REFUSED
 
@@ -138,47 +183,86 @@ class Delivery:
     # ---- the final text --------------------------------------------------------------------
 
     async def deliver(self, text: str, markup: InlineKeyboardMarkup | None = None) -> list[int]:
-        """Make the answer's messages say `text` (`markup` under the last); the ids of all of them."""
+        """Make the answer's messages say `text` (`markup` under the last); the ids of all of them.
+        `outcome` tells how it ended; after LATER, `unsent_text(text)` is what is still to show."""
+        self.outcome = DeliveryOutcome.DELIVERED
+        self._give_up_at = time.monotonic() + self.policy.give_up_after_s
         pieces = split_message(self._text_after_finished(text))
         if not pieces and self.live_message_id is not None:  # the text ended where a frozen one did
             await self._delete(self.live_message_id, "a stale preview")
-        edit_id, self.live_message_id = self.live_message_id, None
+            self.live_message_id = None
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
-            message_id = await self._deliver_piece(piece, markup if last else None, edit_id)
-            edit_id = None
+            message_id = await self._deliver_piece(piece, markup if last else None)
             if message_id is None:
-                if not self.closed:
+                if self.outcome is DeliveryOutcome.REFUSED:
                     log.error("Could not deliver the end of an answer in chat %s", self.chat_id)
                 break
             self._finished(message_id, piece)
+        await self._delete_stale_previews()
         return list(self.message_ids)
 
-    async def _deliver_piece(
-        self, piece: str, markup: InlineKeyboardMarkup | None, edit_id: int | None
-    ) -> int | None:
-        """Send `piece` (or edit message `edit_id` into it), judged and retried; None if it failed."""
-        for _ in range(FINAL_DELIVERY_ATTEMPTS):
+    def unsent_text(self, text: str) -> str:
+        """The part of the final `text` that is in no finished message yet."""
+        return self._text_after_finished(text)
+
+    def preview_left(self) -> int | None:
+        """The preview still showing part of the answer, if any: where the rest belongs."""
+        if self.live_message_id is not None:
+            return self.live_message_id
+        return next(iter(self._stale_previews), None)
+
+    async def _deliver_piece(self, piece: str, markup: InlineKeyboardMarkup | None) -> int | None:
+        """Send `piece` (or edit the growing message into it), judged and retried until the policy
+        gives up; None (and `outcome` says why) if it did not arrive."""
+        while True:
             if self.closed:
+                self.outcome = DeliveryOutcome.CLOSED
                 return None
-            await asyncio.sleep(max(0.0, self.ready_at() - time.monotonic()))
+            wait = max(0.0, self.ready_at() - time.monotonic())
+            if time.monotonic() + wait > self._give_up_at:
+                log.warning("Telegram kept failing an answer in chat %s; keeping it for later", self.chat_id)
+                self.outcome = DeliveryOutcome.LATER
+                return None
+            await asyncio.sleep(wait)
+            edit_id = self.live_message_id
             try:
-                if edit_id is None:
-                    return await self.send(piece, markup)
-                await self.edit(edit_id, piece, markup)
-                return edit_id
+                return await self._write_piece(piece, markup, edit_id)
             except TelegramError as error:
-                if self.judge(error) is not Verdict.REFUSED:
+                verdict = self.judge(error)
+                if verdict is Verdict.RETRY:
+                    failing = self._network_failures >= EDIT_NETWORK_FAILURES_BEFORE_NEW_MESSAGE
+                    if edit_id is not None and failing:
+                        self._abandon_preview(edit_id, f"editing it keeps failing ({error})")
+                    continue
+                if verdict is Verdict.CLOSED:
                     continue
                 if edit_id is None:
                     log.error("Telegram refused an answer in chat %s: %s", self.chat_id, error)
+                    self.outcome = DeliveryOutcome.REFUSED
                     return None
-                if not is_message_gone(error):
-                    log.warning("Could not edit the preview of an answer in chat %s (%s); sending the "
-                                "final text as a new message", self.chat_id, error.message)
-                    await self._delete(edit_id, "the preview")
-                edit_id = None
-        return None
+                if is_message_gone(error):
+                    self.live_message_id = None
+                else:
+                    self._abandon_preview(edit_id, f"Telegram refused the edit ({error.message})")
+
+    async def _write_piece(
+        self, piece: str, markup: InlineKeyboardMarkup | None, edit_id: int | None
+    ) -> int:
+        """One try: edit the growing message into `piece`, or send it as a new message."""
+        if edit_id is None:
+            message_id = await self.send(piece, markup)
+        else:
+            await self.edit(edit_id, piece, markup)
+            message_id, self.live_message_id = edit_id, None
+        self._network_failures = 0
+        return message_id
+
+    def _abandon_preview(self, message_id: int, why: str) -> None:
+        """The final text goes as a new message; the preview it leaves is deleted (once it's out)."""
+        log.warning("Sending the final text in chat %s as a new message: %s", self.chat_id, why)
+        self.live_message_id = None
+        self._stale_previews.append(message_id)
 
     def _finished(self, message_id: int, text: str) -> None:
         self.message_ids.append(message_id)
@@ -197,6 +281,18 @@ class Delivery:
             position += len(piece)
         return text[position:]
 
+    async def _delete_stale_previews(self) -> None:
+        """Delete the previews an answer moved away from, retried like the answer itself."""
+        while self._stale_previews and not self.closed:
+            try:
+                await self.bot.delete_message(self.chat_id, self._stale_previews[0])
+            except TelegramError as error:
+                if self.judge(error) is Verdict.RETRY and time.monotonic() < self._give_up_at:
+                    await asyncio.sleep(max(0.0, self.ready_at(0.0) - time.monotonic()))
+                    continue
+                log.info("Could not delete a preview in chat %s: %s", self.chat_id, error)
+            self._stale_previews.pop(0)
+
     # ---- Telegram calls (they raise; the caller judges) -------------------------------------
 
     async def send(self, text: str, markup: InlineKeyboardMarkup | None = None) -> int:
@@ -211,6 +307,8 @@ class Delivery:
             )
         finally:
             self._last_write = time.monotonic()
+        if self.on_new_message is not None:
+            self.on_new_message(message.message_id)
         return message.message_id
 
     async def edit(self, message_id: int, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
@@ -247,6 +345,9 @@ class Delivery:
             log.info("Could not delete %s in chat %s: %s", what, self.chat_id, error)
 
 
-async def send_reply(bot: Bot, target: ReplyTarget, text: str) -> list[int]:
-    """A short reply that is not an answer (an apology, usage help, a notice), delivered the same way."""
-    return await Delivery(bot, target, min_interval_s=0.0).deliver(text)
+async def send_reply(
+    bot: Bot, target: ReplyTarget, text: str, *, policy: DeliveryPolicy = DeliveryPolicy()
+) -> list[int]:
+    """A short reply that is not an answer (an apology, a notice), delivered the same way; what a
+    request's work says goes through its `bot.outbox.Outbox` instead, which keeps what fails."""
+    return await Delivery(bot, target, min_interval_s=0.0, policy=policy).deliver(text)

@@ -8,8 +8,13 @@ topic", "who sent it" and "is this a command for this bot" each have one answer:
 - `IncomingMessage`: a question for the model, with its images and the messages that carry it.
 - `TaskCall`: one use of an image task (/caption, /classify, /story, /describe), asked for by a command
   replying to a photo (anyone's), a photo whose caption is the command, or an album captioned with it.
+- `AlbumItem`: one photo of an album, as it arrived (the album is answered once all have).
+- `ConversationCall`: /retry or /new (or the buttons that stand for them); `RegenerateCall`: 🔄 under
+  an answer.
 
-Storage and the model never see PTB: sender and chat leave here as `storage.types` values.
+These are the requests the inbox stores (`bot.request_codec`), so none of them holds a PTB object:
+a request written down before a restart is worked on after it. Storage and the model never see PTB
+either: sender and chat leave here as `storage.types` values.
 """
 
 from __future__ import annotations
@@ -59,7 +64,10 @@ class IncomingMessage:
 class TaskCall:
     """One request for an image task, from a command message, a captioned photo or an album."""
 
-    message: Message  # the message that carries the command
+    task: str  # the command's name: caption, classify, story, describe
+    user: UserInfo
+    chat: ChatInfo
+    reply: ReplyTarget  # where the command was written (quoting the command in groups)
     argument: str  # the text after the command, stripped
     images: tuple[ImageSource, ...]  # the images meant, in order; empty when none was given
     message_ids: tuple[int, ...]  # the person's messages that make up the request
@@ -67,20 +75,58 @@ class TaskCall:
 
     def target(self, *, answer_the_photo: bool = False) -> ReplyTarget:
         """Where to answer: in groups, quote the command (or the photo it replied to, if asked)."""
-        target = reply_target(self.message)
         if answer_the_photo and self.photo_message_id is not None:
-            return target.quoting(self.photo_message_id)
-        return target
+            return self.reply.quoting(self.photo_message_id)
+        return self.reply
 
     def question(self, text: str, *, answer_the_photo: bool = False) -> IncomingMessage:
         """The user turn this request becomes: its images and the instruction the model sees."""
-        return incoming_message(
-            self.message,
-            text,
-            images=self.images,
-            message_ids=self.message_ids,
+        return IncomingMessage(
+            user=self.user,
+            chat=self.chat,
+            text=text,
             target=self.target(answer_the_photo=answer_the_photo),
+            message_ids=self.message_ids,
+            images=self.images,
         )
+
+
+@dataclass(frozen=True)
+class AlbumItem:
+    """One photo of an album. Only one item carries the caption, and in groups only the album as a
+    whole says whether the bot was asked, so each item is kept until the album is complete."""
+
+    user: UserInfo
+    chat: ChatInfo
+    target: ReplyTarget
+    message_id: int
+    image: ImageSource | None
+    caption: str = ""
+    addressed: bool = False  # private chat, a mention of the bot, or a reply to it
+    task: str | None = None  # the caption is this task command…
+    argument: str = ""  # …with this argument
+
+
+@dataclass(frozen=True)
+class ConversationCall:
+    """/retry or /new, from a command (`confirm`: say so in the chat) or a button (the press says it)."""
+
+    user: UserInfo
+    chat: ChatInfo
+    target: ReplyTarget
+    confirm: bool = True
+    message_id: int | None = None  # the command's message, when it came from one
+
+
+@dataclass(frozen=True)
+class RegenerateCall:
+    """🔄 pressed under an answer: that answer written again, if it is still the newest."""
+
+    conversation_id: int
+    answer_id: int
+    target: ReplyTarget  # where the new answer goes
+    buttons_chat_id: int  # the message whose buttons are removed once it is superseded
+    buttons_message_id: int
 
 
 def reply_target(message: MaybeInaccessibleMessage) -> ReplyTarget:
@@ -156,26 +202,48 @@ def parse_command(text: str | None, bot_username: str) -> tuple[str, str] | None
     return match["name"].casefold(), (match["argument"] or "").strip()
 
 
-def call_from_command(message: Message, bot_username: str) -> TaskCall:
+def call_from_command(message: Message, task: str, bot_username: str) -> TaskCall:
     """A command sent as text: the image, if any, is the one it replies to."""
     _, argument = parse_command(message.text, bot_username) or ("", "")
     replied = message.reply_to_message
     source = image_source(replied) if replied is not None else None
-    return TaskCall(
-        message=message,
-        argument=argument,
-        images=(source,) if source else (),
-        message_ids=(message.message_id,),
+    return task_call(
+        message, task, argument, (source,) if source else (),
         photo_message_id=replied.message_id if source else None,
     )
 
 
-def call_from_caption(message: Message, argument: str) -> TaskCall:
+def call_from_caption(message: Message, task: str, argument: str) -> TaskCall:
     """A photo (or image file) whose caption is the command."""
     own = image_source(message)
+    return task_call(message, task, argument, (own,) if own else ())
+
+
+def task_call(
+    message: Message,
+    task: str,
+    argument: str,
+    images: tuple[ImageSource, ...],
+    *,
+    message_ids: tuple[int, ...] = (),
+    photo_message_id: int | None = None,
+) -> TaskCall:
+    """A task asked for in `message` (for an album: the captioned item, with all items' ids)."""
     return TaskCall(
-        message=message,
+        task=task,
+        user=sender_info(message),
+        chat=chat_info(message.chat),
+        reply=reply_target(message),
         argument=argument,
-        images=(own,) if own else (),
-        message_ids=(message.message_id,),
+        images=images,
+        message_ids=message_ids or (message.message_id,),
+        photo_message_id=photo_message_id,
+    )
+
+
+def conversation_call(message: Message) -> ConversationCall:
+    """/retry or /new written in `message`."""
+    return ConversationCall(
+        user=sender_info(message), chat=chat_info(message.chat), target=reply_target(message),
+        message_id=message.message_id,
     )

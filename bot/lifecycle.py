@@ -2,17 +2,18 @@
 
 `post_init` builds the runtime before updates are received (the health endpoint first, when
 METRICS_PORT asks for one; the model backend is made by `model.backends.create_backend` from the
-settings, in a worker thread, so the event loop keeps answering); `post_stop` cancels in-flight
-answers while the bot can still tell people and record it; `post_shutdown` closes the model backend,
-the store and the health endpoint. `serving` runs the whole cycle inside an event loop someone else
-owns (the try-out, the tests), polling or by webhook as the settings say.
+settings, in a worker thread, so the event loop keeps answering) and schedules the inbox's sweep, whose
+first run, at start, takes up what the last run left; `post_stop` cancels in-flight answers while the
+bot can still tell people and record it, and gives back the inbox's claims; `post_shutdown` closes the
+model backend, the store and the health endpoint. `serving` runs the whole cycle inside an event loop
+someone else owns (the try-out, the tests), polling or by webhook as the settings say.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +24,13 @@ from telegram.ext import Application, ContextTypes
 from bot import texts
 from bot.health_server import start_health_server, stop_health_server
 from bot.metrics import BotMetrics
+from bot.inbox import Inbox, sweep_inbox
+from bot.request_runner import Work
 from bot.runtime import BotRuntime, current_runtime, install_runtime, remove_runtime, runtime_of
 from bot.settings import Settings
 from bot.webhooks import check_port_is_free, start_receiving, webhook_of
 from model.backend import ModelBackend
+from storage.images import DecodePool
 from storage.store import Store
 
 if TYPE_CHECKING:  # imported when used: it brings the TGI client (huggingface_hub) with it
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 ModelServiceFactory = Callable[[Settings], Awaitable[ModelBackend]]
 PURGE_EVERY = timedelta(hours=6)
 PURGE_FIRST_AFTER = timedelta(minutes=1)
+SWEEP_FIRST_AFTER_S = 0.1  # at once (APScheduler skips a first run "now", so not 0)
 
 
 def backend_options(settings: Settings) -> BackendOptions:
@@ -62,19 +67,27 @@ async def create_model_backend(settings: Settings) -> ModelBackend:
 
 
 def make_post_init(
-    settings: Settings, model_service_factory: ModelServiceFactory, metrics: BotMetrics
+    settings: Settings,
+    model_service_factory: ModelServiceFactory,
+    metrics: BotMetrics,
+    work: Mapping[str, Work],
 ) -> Callable[[Application], Awaitable[None]]:
-    """The post_init hook for these settings (PTB hooks only receive the application)."""
+    """The post_init hook for these settings and request kinds (PTB hooks only receive the application)."""
 
     async def post_init(application: Application) -> None:
-        """Open the store, load and start the model, register commands, schedule the retention purge."""
+        """Open the store, load and start the model, register commands, schedule the inbox's sweep
+        and the retention purge."""
         from model.preamble import load_modes, resolve_preamble
 
         if (webhook := webhook_of(application)) is not None:
             check_port_is_free(webhook)
         if settings.metrics_port is not None:  # first: "starting" is an answer too
             await start_health_server(application, metrics, settings.metrics_listen, settings.metrics_port)
-        store = Store(settings.database_url)
+        store = Store(
+            settings.database_url,
+            lock_timeout_s=settings.database_lock_timeout_s,
+            decode_pool=DecodePool(settings.image_decode_workers),
+        )
         await store.start()
         try:
             modes = load_modes(settings.modes_dir)
@@ -93,9 +106,14 @@ def make_post_init(
             metrics=metrics,
         )
         metrics.watch(runtime.answers, model)
+        runtime.inbox_ = Inbox(runtime, application.bot, work)
         install_runtime(application, runtime)
         await register_commands(application)
-        if settings.conversation_retention_days > 0 and application.job_queue is not None:
+        interval = runtime.inbox.sweep_interval_s
+        application.job_queue.run_repeating(
+            sweep_inbox, interval=interval, first=SWEEP_FIRST_AFTER_S, name="inbox-sweep"
+        )
+        if settings.conversation_retention_days > 0:
             application.job_queue.run_repeating(
                 purge_idle_conversations,
                 interval=PURGE_EVERY,
@@ -122,7 +140,8 @@ async def post_stop(application: Application) -> None:
     if runtime is not None:
         cancelled = await runtime.answers.shutdown()
         if cancelled:
-            log.info("cancelled %d in-flight answers", cancelled)
+            log.info("cancelled %d in-flight answers; they are taken up again at the next start", cancelled)
+        await runtime.inbox.close()
 
 
 async def post_shutdown(application: Application) -> None:
@@ -132,6 +151,7 @@ async def post_shutdown(application: Application) -> None:
         await runtime.answers.shutdown()  # normally done in post_stop; run_polling skips it if start failed
         await runtime.model.stop()
         await runtime.store.stop()
+        runtime.store.decode_pool.close()
         log.info("bot stopped")
     await stop_health_server(application)
 

@@ -1,8 +1,9 @@
 """Handlers for what people send: photos, image files, other files and text.
 
-Each handler only reads the message (`bot.incoming`) and queues the work behind the conversation's
-earlier messages (`queue_for_conversation` is called before the first `await`, which fixes the
-order); the answer itself is written by `bot.answering`.
+Each handler only reads the message (`bot.incoming`) and hands the request to the inbox, which
+stores it and queues its work behind the conversation's earlier messages (`Inbox.accept` is called
+before the handler's first `await`, which fixes the order); the answer itself is written by
+`bot.answering` (`answer_question`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from bot import texts
 from bot.addressing import strip_mention
 from bot.answering import answer_message
 from bot.downloads import image_source
-from bot.incoming import incoming_message, reply_target
-from bot.runtime import queue_for_conversation, runtime_of
+from bot.incoming import IncomingMessage, conversation_key, incoming_message, reply_target
+from bot.outbox import Outbox
+from bot.runtime import BotRuntime, runtime_of
 
 
 async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -23,10 +25,7 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     caption = strip_mention(message.caption or "", context.bot.username)
     incoming = incoming_message(message, caption or texts.DEFAULT_IMAGE_INSTRUCTION)
-    runtime = runtime_of(context)
-    queue_for_conversation(
-        update, context, lambda: answer_message(runtime, context.bot, incoming), name="image"
-    )
+    await runtime_of(context).inbox.accept(update, conversation_key(message), incoming)
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -51,10 +50,12 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         images=(photo,) if photo is not None else None,
         target=target,
     )
-    runtime = runtime_of(context)
-    queue_for_conversation(
-        update, context, lambda: answer_message(runtime, context.bot, incoming), name="text"
-    )
+    await runtime_of(context).inbox.accept(update, conversation_key(message), incoming)
+
+
+async def answer_question(runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage) -> None:
+    """The work of a stored question: store it, then answer it."""
+    await answer_message(runtime, outbox, incoming)
 
 
 async def on_other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -121,9 +121,11 @@ class BotMetrics:
 
 
 def answer_outcome(status: TurnStatus, error: BaseException | None) -> str:
-    """complete | cancelled | model_busy | too_long | model_unavailable | failed."""
+    """complete | undelivered | cancelled | model_busy | too_long | model_unavailable | failed."""
     if status is TurnStatus.COMPLETE:
         return "complete"
+    if status is TurnStatus.UNDELIVERED:
+        return "undelivered"
     if status is TurnStatus.CANCELLED:
         return "cancelled"
     labels = ((ModelBusy, "model_busy"), (PromptTooLong, "too_long"), (ServiceStopped, "model_unavailable"))

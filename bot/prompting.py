@@ -2,17 +2,18 @@
 
 The model sees user turns (images first, then text, as the canonical prompt format wants) and the
 assistant answers that were actually given. Failed, cancelled, superseded and unfinished answers are
-left out, and so are user turns whose own content could not be stored (a failed download).
+left out (an UNDELIVERED one until Telegram takes it), and so are user turns whose own content could
+not be stored (a failed download). Stored images are decoded as the JPEG the store wrote, nothing else.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 
 from PIL import Image
 
 from model.types import Conversation, ImagePart, Part, Preamble, TextPart, Turn
+from storage.images import open_stored
 from storage.types import StoredImage, StoredTurn, TurnStatus
 
 USER_STATUSES_SHOWN = frozenset({TurnStatus.COMPLETE, TurnStatus.PENDING})
@@ -30,8 +31,7 @@ def visible_turns(history: Iterable[StoredTurn]) -> list[StoredTurn]:
 
 
 def open_image(stored: StoredImage) -> Image.Image:
-    with Image.open(io.BytesIO(stored.data)) as opened:
-        return opened.convert("RGB")
+    return open_stored(stored.data)
 
 
 def model_turn(turn: StoredTurn) -> Turn:
@@ -46,7 +46,7 @@ def model_turn(turn: StoredTurn) -> Turn:
 def build_conversation(history: Sequence[StoredTurn], preamble: Preamble | None) -> Conversation | None:
     """The Conversation ending at the newest visible user turn; None if there is no user turn to answer.
 
-    Decodes images, so call it in a worker thread.
+    Decodes images, so run it in the store's decode pool.
     """
     turns = visible_turns(history)
     while turns and turns[-1].role != "user":

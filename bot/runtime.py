@@ -1,29 +1,28 @@
 """The long-lived parts every handler needs, built in `post_init` and reached through the application.
 
 There is one `BotRuntime` per Application (kept in `application.bot_data`), not a module global, so two
-applications (a test that restarts the bot) never share state. `queue_for_conversation` is how a
-handler hands work to the runtime's conversation queue: behind the sender's earlier messages, with
-unknown errors going to the application's one error handler.
+applications (a test that restarts the bot) never share state. Handlers hand work to `runtime.inbox`
+(`bot.inbox`), which stores it and runs it in the conversation's turn in `runtime.answers`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from telegram import Update
-from telegram.ext import Application, CallbackContext, ContextTypes
+from telegram.ext import Application, CallbackContext
 
-from bot.albums import AlbumCollector
-from bot.conversation_queue import ConversationKey, ConversationQueue
+from bot.conversation_queue import ConversationQueue
+from bot.delivery import DeliveryPolicy
 from bot.errors import NotReady
-from bot.incoming import conversation_key
 from bot.metrics import BotMetrics
 from bot.settings import Settings
 from model.backend import ModelBackend
 from model.types import Preamble
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.inbox import Inbox
 
 RUNTIME_KEY = "idefics_runtime"
 
@@ -36,8 +35,21 @@ class BotRuntime:
     modes: dict[str, Preamble] = field(default_factory=dict)
     default_preamble: Preamble | None = None  # PROMPT_PREAMBLE, resolved once at start-up
     answers: ConversationQueue = field(default_factory=ConversationQueue)
-    albums: AlbumCollector = field(default_factory=AlbumCollector)  # photos sent together
     metrics: BotMetrics = field(default_factory=BotMetrics)  # this application's own registry
+    inbox_: Inbox | None = None  # set right after the runtime is built (the inbox needs it)
+
+    @property
+    def inbox(self) -> Inbox:
+        if self.inbox_ is None:
+            raise NotReady("the inbox is not open")
+        return self.inbox_
+
+    @property
+    def delivery_policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(
+            give_up_after_s=self.settings.delivery_give_up_after_s,
+            max_backoff_s=self.settings.delivery_max_backoff_s,
+        )
 
 
 def install_runtime(application: Application, runtime: BotRuntime) -> None:
@@ -59,28 +71,3 @@ def current_runtime(application: Application) -> BotRuntime | None:
 
 def remove_runtime(application: Application) -> BotRuntime | None:
     return application.bot_data.pop(RUNTIME_KEY, None)
-
-
-def queue_for_conversation(
-    update: Update,
-    context: ContextTypes.DEFAULT_TYPE,
-    work: Callable[[], Awaitable[object]],
-    *,
-    name: str,
-    key: ConversationKey | None = None,
-) -> None:
-    """Run `work` after the sender's earlier messages in this chat; unknown errors go to the error handler.
-
-    Call it before the handler's first `await`: that fixes the order. `key` names the conversation
-    when the update's message is not the person's own (a button press arrives on the bot's message)."""
-    runtime = runtime_of(context)
-
-    async def job() -> None:
-        try:
-            await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 - handed to the application's one error handler
-            await context.application.process_error(update, error)
-
-    runtime.answers.submit(key or conversation_key(update.effective_message), job, name=name)

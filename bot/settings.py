@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///data/idefics-bot.sqlite3"
     conversation_retention_days: int = Field(default=90, ge=0)
+    database_lock_timeout_s: float = Field(default=10.0, gt=0)
+    max_unsaved_messages: int = Field(default=100, ge=0)
 
     # Polling when empty; else Telegram POSTs updates there and PTB's webhook server takes them.
     telegram_webhook_url: str = ""
@@ -65,7 +67,15 @@ class Settings(BaseSettings):
     admin_user_ids: IdList = frozenset()
 
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    image_decode_workers: int = Field(default=2, ge=1, le=32)
     stream_edit_interval_s: float = Field(default=1.0, gt=0)
+
+    delivery_give_up_after_s: float = Field(default=300.0, gt=0)
+    delivery_max_backoff_s: float = Field(default=30.0, gt=0)
+    undelivered_retry_interval_s: float = Field(default=60.0, gt=0)
+    stale_message_age_s: float = Field(default=3600.0, ge=0)
+    interrupted_answers: Literal["answer_again", "note"] = "answer_again"
+    inbox_lease_s: float = Field(default=30.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # /healthz and /metrics; off when empty (0: any free port, for tests).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

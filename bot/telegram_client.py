@@ -11,10 +11,17 @@ Two things would otherwise stop the whole bot, not just one answer:
 
 Every Bot API call passes `_post`, so that is also where each failed call is reported (`on_api_error`,
 the bot's metrics), whoever made it.
+
+And one thing PTB does not do: Telegram takes an update as received once a getUpdates call asks for
+later ones, and PTB's updater asks as soon as it has queued a batch, before any handler ran. Here a
+getUpdates that would confirm updates first waits (`AcknowledgementGate`) until the handlers of all
+the updates fetched so far have finished, and so have stored their requests in the inbox: an update
+is never confirmed before its request is stored (or held, and its sender told).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,15 +34,49 @@ log = logging.getLogger(__name__)
 
 ApiErrorListener = Callable[[str, TelegramError], None]  # (Bot API method, the error)
 
+# A handler this slow is stuck on something else (Telegram's flood waits): polling goes on without it.
+ACKNOWLEDGEMENT_WAIT_S = 60.0
+
+
+class AcknowledgementGate:
+    """Waits until every update taken from Telegram so far has been handled (PTB's update queue
+    counts an update as done once its handler returned)."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[object] | None = None
+
+    def attach(self, update_queue: asyncio.Queue[object]) -> None:
+        self._queue = update_queue
+
+    async def wait(self) -> None:
+        if self._queue is None:
+            return
+        try:
+            await asyncio.wait_for(self._queue.join(), ACKNOWLEDGEMENT_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("updates are still being handled after %.0f s; confirming them to Telegram anyway",
+                        ACKNOWLEDGEMENT_WAIT_S)
+
 
 class LenientBot(ExtBot):
-    """ExtBot that skips unreadable updates and tolerates a missing deleteWebhook (see module doc)."""
+    """ExtBot that skips unreadable updates, tolerates a missing deleteWebhook, and confirms updates
+    only once they were handled (see module doc)."""
 
-    def __init__(self, *args: Any, on_api_error: ApiErrorListener | None = None, **kwargs: Any) -> None:
-        self._on_api_error = on_api_error  # set first: PTB freezes the bot at the end of its __init__
+    def __init__(
+        self,
+        *args: Any,
+        acknowledgement_gate: AcknowledgementGate | None = None,
+        on_api_error: ApiErrorListener | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Set first: PTB freezes the bot at the end of its __init__.
+        self._acknowledgement_gate = acknowledgement_gate
+        self._on_api_error = on_api_error
         super().__init__(*args, **kwargs)
 
     async def _post(self, endpoint: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        if endpoint == "getUpdates" and self._acknowledgement_gate is not None and (data or {}).get("offset"):
+            await self._acknowledgement_gate.wait()
         try:
             result = await super()._post(endpoint, data, **kwargs)
         except TelegramError as error:

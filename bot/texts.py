@@ -54,8 +54,38 @@ NOTHING_TO_RETRY = "There is nothing to retry yet: send me a photo or a question
 NOTHING_TO_CANCEL = "I'm not writing anything right now."
 CANCELLED = "Stopped."
 CANCELLED_BY_SHUTDOWN = (
-    "I had to stop (the bot is restarting). Your message is saved: send /retry in a minute."
+    "I had to stop here: the bot is restarting. Your message is saved, and I'll answer it again as "
+    "soon as I'm back."
 )
+CANCELLED_BY_SHUTDOWN_NOTE = (
+    "I had to stop here: the bot is restarting. Your message is saved: press Retry when I'm back."
+)
+
+# Reliability (bot.inbox, bot.request_runner): the database, restarts, crashes and old messages.
+CANNOT_SAVE_KEPT = (
+    "I can't save messages right now (my database isn't available). I'm holding on to yours and will "
+    "answer it as soon as I can save it."
+)
+CANNOT_SAVE_FULL = (
+    "I can't save messages right now (my database isn't available), and I can't hold on to any more. "
+    "Please send this again in a few minutes."
+)
+CANNOT_SAVE_NOW = (
+    "I can't save anything right now (my database isn't available). Please try again in a few minutes."
+)
+CANNOT_SAVE_WAITING = (
+    "I can't save anything right now (my database isn't available). Your message is kept, and I'll "
+    "answer it as soon as I can."
+)
+NOT_ANSWERED_IN_TIME = (
+    "Sorry, I was offline and didn't get to this in time, so I'm not answering it now. If you still "
+    "want an answer, send it again."
+)
+INTERRUPTED_PREVIEW = "(I was interrupted here when the bot restarted; the whole answer follows.)"
+INTERRUPTED_NOTE = (
+    "I was interrupted while writing this answer (the bot restarted). Press Retry to have it written."
+)
+RETRY_BUTTON = "🔄 Retry"
 
 FORGET_QUESTION = (
     "This erases all your conversations, images and settings stored by this bot. It can't be undone. "

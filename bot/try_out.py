@@ -247,8 +247,7 @@ class TerminalChat:
                 self._api.updates.pending  # not yet fetched (or fetched but not confirmed)
                 or self._application.update_queue.qsize()
                 or self._application.update_processor.current_concurrent_updates  # handlers
-                or runtime.answers.pending_count()  # answers queued or being written
-                or runtime.albums.open_count()  # an album still collecting its photos
+                or runtime.answers.pending_count()  # answers queued or being written (albums waiting too)
             )
             idle_since = None if busy else idle_since or time.monotonic()
             await asyncio.sleep(WATCH_EVERY_S)

@@ -4,6 +4,8 @@ A mode is a TOML file: `name`, `description`, `text` (the instruction) and `[[ex
 a `role` ("user" or "assistant"), optional `images` (paths relative to the file) and `text`. Three modes
 ship in `model/preambles/`; an admin folder (setting MODES_DIR) can add more or override them by name.
 Example images get a stable key (the sha256 of the file) so the service can reuse their vision features.
+They are opened with the decoders of `PREAMBLE_IMAGE_FORMATS` only (a mode file is an admin's, but its
+images still never reach a decoder that runs an outside program, such as EPS's Ghostscript).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 NO_PREAMBLE = "none"
 ROLES = ("user", "assistant")
+PREAMBLE_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
 def builtin_modes_dir() -> Path:
@@ -115,7 +118,7 @@ def _load_image(folder: Path, relative: str, where: str) -> ImagePart:
         raise PreambleError(f"In {where}, image {relative!r} must be a path inside the mode's folder.")
     try:
         data = image_path.read_bytes()
-        with Image.open(image_path) as opened:
+        with Image.open(image_path, formats=PREAMBLE_IMAGE_FORMATS) as opened:
             image = opened.convert("RGB")
     except OSError as error:
         raise PreambleError(f"In {where}, image {relative!r} cannot be read: {error}.") from error

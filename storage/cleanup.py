@@ -13,15 +13,17 @@ from datetime import datetime
 from sqlalchemy import Delete, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.schema import Chat, Conversation, Image, Turn, TurnImage, TurnMessage, User
+from storage.schema import (
+    Chat, Conversation, Image, InboxClaim, InboxItem, Turn, TurnImage, TurnMessage, User,
+)
 
 # Keeps IN (...) lists well under every database's bound-parameter limit.
 CHUNK = 500
 
 
 async def forget_user_rows(session: AsyncSession, user_id: int) -> int:
-    """Remove a user, their conversations in every chat, their private chat, and images only
-    they referenced. Returns the number of rows removed."""
+    """Remove a user, their conversations in every chat, their private chat, their requests in
+    the inbox, and images only they referenced. Returns the number of rows removed."""
     private_chat = select(Chat.id).where(Chat.id == user_id, Chat.type == "private")
     conversation_ids = await session.scalars(
         select(Conversation.id)
@@ -29,6 +31,8 @@ async def forget_user_rows(session: AsyncSession, user_id: int) -> int:
         .with_for_update()
     )
     removed = await delete_conversations(session, list(conversation_ids))
+    removed += await _execute(session, delete(InboxItem).where(InboxItem.user_id == user_id))
+    removed += await _execute(session, delete(InboxClaim).where(InboxClaim.user_id == user_id))
     removed += await _execute(session, delete(Chat).where(Chat.id.in_(private_chat)))
     removed += await _execute(session, delete(User).where(User.id == user_id))
     return removed

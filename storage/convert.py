@@ -6,8 +6,8 @@ or builds the collections itself); a missing load raises instead of doing I/O.
 
 from __future__ import annotations
 
-from storage.schema import Conversation, Image, Turn
-from storage.types import ConversationRef, StoredImage, StoredTurn
+from storage.schema import Conversation, Image, InboxItem, Turn
+from storage.types import ConversationRef, StoredImage, StoredRequest, StoredTurn
 
 
 def conversation_ref(row: Conversation) -> ConversationRef:
@@ -48,4 +48,20 @@ def stored_turn(row: Turn) -> StoredTurn:
         time_to_first_token_s=row.time_to_first_token_s,
         total_s=row.total_s,
         created_at=row.created_at,
+    )
+
+
+def stored_request(row: InboxItem) -> StoredRequest:
+    return StoredRequest(
+        id=row.id,
+        update_id=row.update_id,
+        chat_id=row.chat_id,
+        user_id=row.user_id,
+        kind=row.kind,
+        payload=dict(row.payload),
+        received_at=row.received_at,
+        status=row.status,
+        media_group_id=row.media_group_id,
+        outbox=tuple(row.outbox or ()),
+        retry_at=row.retry_at,
     )

@@ -1,15 +1,24 @@
 """Engine setup: the only place that knows which database dialect is behind the URL.
 
-SQLite gets WAL, foreign keys and a busy timeout on every connection, and SQLAlchemy (not the
-sqlite3 driver) emits BEGIN: write transactions start with BEGIN IMMEDIATE so they take the write
-lock up front and queue on the busy timeout. A deferred transaction that reads and then writes
-cannot wait for the lock in WAL mode (SQLITE_BUSY_SNAPSHOT): it fails at once with
+SQLite gets WAL, foreign keys, `secure_delete` and a busy timeout on every connection, and
+SQLAlchemy (not the sqlite3 driver) emits BEGIN: write transactions start with BEGIN IMMEDIATE so
+they take the write lock up front and queue on the busy timeout. A deferred transaction that reads
+and then writes cannot wait for the lock in WAL mode (SQLITE_BUSY_SNAPSHOT): it fails at once with
 "database is locked", which is what many concurrent bot tasks would otherwise see.
+
+The database holds people's words and pictures, so a SQLite file is private to the bot's user
+whatever the umask: the folders made for it are 0700 and the file 0600 before SQLite opens it
+(SQLite gives its -wal and -shm files the database file's mode). `erase_traces` makes deleted rows
+unreadable in every file: `secure_delete` zeroes them in the pages, a TRUNCATE checkpoint copies
+those pages into the database file and empties the write-ahead log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +27,14 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+log = logging.getLogger(__name__)
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/idefics-bot.sqlite3"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_LOCK_TIMEOUT_S = 10.0  # how long a write waits for another's lock before giving up
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+CHECKPOINT_ATTEMPTS = 20
+CHECKPOINT_RETRY_S = 0.1
 
 # Execution option that marks a read-only session; its transactions begin deferred on SQLite.
 READ_ONLY_OPTION = "idefics_read_only"
@@ -41,15 +56,47 @@ def with_async_driver(database_url: str) -> URL:
     return url
 
 
-def create_engine(database_url: str = DEFAULT_DATABASE_URL) -> AsyncEngine:
-    """An async engine for the URL; for a SQLite file, its folder is created if missing."""
+def create_engine(
+    database_url: str = DEFAULT_DATABASE_URL, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+) -> AsyncEngine:
+    """An async engine for the URL; a SQLite file (and its folder) is created private if missing."""
     url = with_async_driver(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
-    _create_sqlite_parent_dir(url)
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-    _configure_sqlite(engine)
+        connect_args: dict[str, Any] = {}
+        if url.get_driver_name() == "asyncpg":
+            connect_args["server_settings"] = {"lock_timeout": str(int(lock_timeout_s * 1000))}
+        return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    _prepare_private_sqlite_file(url)
+    engine = create_async_engine(url, connect_args={"timeout": lock_timeout_s})
+    _configure_sqlite(engine, busy_timeout_ms=int(lock_timeout_s * 1000))
     return engine
+
+
+async def erase_traces(engine: AsyncEngine) -> bool:
+    """After a delete: leave no readable copy of the deleted rows in any database file. On SQLite
+    that is a TRUNCATE checkpoint (retried while readers hold old snapshots); True once it went
+    through. Other databases keep no such files of ours (see the README's Reliability section)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    for _ in range(CHECKPOINT_ATTEMPTS):
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            busy = await _checkpoint(raw)
+        if not busy:
+            return True
+        await asyncio.sleep(CHECKPOINT_RETRY_S)
+    log.warning("could not checkpoint the write-ahead log after an erasure (the database is busy)")
+    return False
+
+
+async def _checkpoint(raw: Any) -> bool:
+    """Run the checkpoint on the driver connection, outside any transaction; True if it was busy."""
+    cursor = await raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        busy, _, _ = await cursor.fetchone()
+    finally:
+        await cursor.close()
+    return bool(busy)
 
 
 def sessionmakers(engine: AsyncEngine) -> tuple[async_sessionmaker, async_sessionmaker]:
@@ -91,14 +138,26 @@ def _sqlite_pragma(connection: Connection, pragma: str) -> None:
         cursor.close()
 
 
-def _create_sqlite_parent_dir(url: URL) -> None:
+def _prepare_private_sqlite_file(url: URL) -> None:
+    """Create the missing folders 0700 and the database file 0600, and make an existing database
+    file (and its side files) 0600, whatever the umask. Folders that already exist are left alone:
+    they may be shared ones, such as /tmp."""
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database).expanduser()
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir()
+            os.chmod(folder, PRIVATE_FOLDER)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    for file in (path, *(path.with_name(path.name + side) for side in SQLITE_SIDE_FILES)):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(file, PRIVATE_FILE)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Hand BEGIN over to SQLAlchemy (the documented recipe), then set per-connection pragmas.
@@ -108,7 +167,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, much faster
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not just unlinked
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         finally:
             cursor.close()
 

@@ -11,3 +11,8 @@ class ImageRejected(StorageError):
 
 class NotFound(StorageError):
     """A conversation or turn that the caller named does not exist."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot take a write (or a read) right now: a lock held too long, a full disk,
+    a server that does not answer. Nothing was written; the same call may work later."""

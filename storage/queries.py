@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.errors import NotFound
 from storage.images import NormalisedImage
 from storage.schema import Chat, Conversation, Image, Turn, TurnMessage, User, utc_now
-from storage.types import TurnStatus
+from storage.types import StoreStats, TurnStatus
 
 Row = TypeVar("Row", User, Chat)
 
@@ -171,3 +171,22 @@ def merge_settings(current: dict[str, Any], changes: dict[str, Any]) -> dict[str
         else:
             merged[key] = value
     return merged
+
+
+async def count_rows(session: AsyncSession) -> StoreStats:
+    """Row counts, turns by status and stored image bytes."""
+
+    async def count(model: type) -> int:
+        return await session.scalar(select(func.count()).select_from(model)) or 0
+
+    by_status = await session.execute(select(Turn.status, func.count()).group_by(Turn.status))
+    image_bytes = await session.scalar(select(func.coalesce(func.sum(Image.size_bytes), 0)))
+    return StoreStats(
+        users=await count(User),
+        chats=await count(Chat),
+        conversations=await count(Conversation),
+        turns=await count(Turn),
+        images=await count(Image),
+        image_bytes=int(image_bytes or 0),
+        turns_by_status={TurnStatus(status).value: n for status, n in by_status},
+    )

@@ -7,6 +7,7 @@ instead of blocking the loop; queries load what they need with `selectinload`.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import Enum as PythonEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -27,7 +28,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from storage.types import TurnStatus
+from storage.types import InboxStatus, TurnStatus
+
+
+def _values(statuses: type[PythonEnum]) -> list[str]:
+    return [status.value for status in statuses]  # type: ignore[attr-defined]
 
 
 def utc_now() -> datetime:
@@ -131,7 +136,7 @@ class Turn(Base):
             TurnStatus,
             native_enum=False,
             length=16,
-            values_callable=lambda statuses: [status.value for status in statuses],
+            values_callable=_values,
         ),
         index=True,
     )
@@ -142,6 +147,9 @@ class Turn(Base):
     total_s: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     finished_at: Mapped[datetime | None]
+    # The inbox request this turn was written for (no foreign key: done requests are purged, turns
+    # stay); it makes storing a question idempotent and finds the answers a crash interrupted.
+    inbox_item_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     image_links: Mapped[list[TurnImage]] = relationship(
         order_by="TurnImage.position", lazy="raise", passive_deletes=True
@@ -189,3 +197,44 @@ class TurnImage(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
 
     image: Mapped[Image] = relationship(lazy="raise")
+
+
+class InboxItem(Base):
+    """A request a person made (a message, or a command or button press that queues work), written
+    the moment its update is handled and kept until it has been answered: the source of truth for
+    what is still to be done, whichever bot process does it."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        Index("ix_inbox_conversation", "chat_id", "user_id", "status", "update_id"),
+        Index("ix_inbox_album", "chat_id", "media_group_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    update_id: Mapped[int] = mapped_column(BigInteger, unique=True)  # Telegram redelivers updates
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]]
+    media_group_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+    status: Mapped[InboxStatus] = mapped_column(
+        Enum(InboxStatus, native_enum=False, length=16, values_callable=_values),
+        default=InboxStatus.PENDING,
+    )
+    outbox: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    retry_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class InboxClaim(Base):
+    """Which bot process answers a conversation's requests now: a lease it renews while it works,
+    so that one conversation is answered by one process at a time, in order, and a crashed
+    process's conversations are taken over once its lease has run out."""
+
+    __tablename__ = "inbox_claims"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]

@@ -1,32 +1,33 @@
 """The store the bot talks to: conversations, turns and images behind a small async API.
 
 It owns one engine and its session factories for its lifetime (`start()` .. `stop()`); every
-method runs in its own short transaction and returns frozen values from storage.types. Write
-transactions that can collide on a unique key (two tasks creating the same conversation, user
-or image at once) are retried, so callers never see those races.
+method runs in its own short transaction (`storage.sessions`) and returns frozen values from
+storage.types. The requests waiting to be answered live in `Store.inbox` (`storage.inbox`); image
+bytes are decoded in the store's bounded `DecodePool`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage import cleanup, convert
-from storage.database import create_engine, sessionmakers
+from storage import chat_moves, cleanup, convert
+from storage.database import DEFAULT_LOCK_TIMEOUT_S, create_engine, erase_traces
 from storage.errors import NotFound, StorageError
-from storage.images import DEFAULT_MAX_SIDE, NormalisedImage, normalise_image
+from storage.images import DEFAULT_MAX_SIDE, DecodePool
+from storage.inbox import InboxStore
 from storage.migrations import upgrade_engine
 from storage.queries import (
     append_turn,
+    count_rows,
     get_or_add_placeholder,
     image_row,
     is_open_conversation,
@@ -39,6 +40,7 @@ from storage.queries import (
     start_conversation,
 )
 from storage.schema import Chat, Conversation, Image, Turn, TurnImage, TurnMessage, User, utc_now
+from storage.sessions import Transactions
 from storage.types import (
     ChatInfo,
     ConversationRef,
@@ -53,7 +55,6 @@ from storage.types import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-WRITE_ATTEMPTS = 5
 TURN_LOADS = (
     selectinload(Turn.image_links).selectinload(TurnImage.image),
     selectinload(Turn.messages),
@@ -61,12 +62,20 @@ TURN_LOADS = (
 
 
 class Store:
-    def __init__(self, database_url: str, *, max_image_side: int = DEFAULT_MAX_SIDE) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        max_image_side: int = DEFAULT_MAX_SIDE,
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+        decode_pool: DecodePool | None = None,
+    ) -> None:
         self.database_url = database_url
         self.max_image_side = max_image_side
-        self._engine: AsyncEngine | None = None
-        self._writer: async_sessionmaker[AsyncSession] | None = None
-        self._reader: async_sessionmaker[AsyncSession] | None = None
+        self.lock_timeout_s = lock_timeout_s
+        self.decode_pool = decode_pool or DecodePool()
+        self._transactions: Transactions | None = None
+        self._inbox: InboxStore | None = None
 
     async def __aenter__(self) -> Store:
         await self.start()
@@ -77,28 +86,31 @@ class Store:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> int:
-        """Open the engine, upgrade the schema to head, and fail turns a crash left pending.
-        Returns how many turns were marked failed."""
-        if self._engine is not None:
+    async def start(self) -> None:
+        """Open the engine and upgrade the schema to head. Answers a crash left pending are not
+        touched here (another process may be writing them): the inbox finishes them."""
+        if self._transactions is not None:
             raise StorageError("store already started")
-        engine = create_engine(self.database_url)
+        engine = create_engine(self.database_url, lock_timeout_s=self.lock_timeout_s)
         try:
             await upgrade_engine(engine)
         except BaseException:
             await engine.dispose()
             raise
-        self._engine = engine
-        self._writer, self._reader = sessionmakers(engine)
-        failed = await self._write(self._fail_pending_turns)
-        if failed:
-            log.warning("marked %d turns left pending by the last run as failed", failed)
-        return failed
+        self._transactions = Transactions(engine)
+        self._inbox = InboxStore(self._transactions)
 
     async def stop(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-        self._engine = self._writer = self._reader = None
+        if self._transactions is not None:
+            await self._transactions.engine.dispose()
+        self._transactions = self._inbox = None
+
+    @property
+    def inbox(self) -> InboxStore:
+        """The requests waiting to be answered (see `storage.inbox`)."""
+        if self._inbox is None:
+            raise StorageError("store is not started")
+        return self._inbox
 
     # -- users, chats, conversations --------------------------------------------------------
 
@@ -152,7 +164,7 @@ class Store:
 
     async def conversation(self, conversation_id: int) -> ConversationRef | None:
         """One conversation by id (open or closed): whose it is and whether it is still open."""
-        async with self._read() as session, session.begin():
+        async with self._read() as session:
             row = await session.get(Conversation, conversation_id)
             return None if row is None else convert.conversation_ref(row)
 
@@ -164,15 +176,30 @@ class Store:
         text: str,
         images: Sequence[ImageInput] = (),
         message_ids: Sequence[int] = (),
+        *,
+        status: TurnStatus = TurnStatus.COMPLETE,
+        inbox_item_id: int | None = None,
     ) -> StoredTurn:
-        """Append a complete user turn with its images (normalised, de-duplicated) in one
-        transaction. Raises ImageRejected before writing anything if an image is unreadable."""
-        normalised = await asyncio.to_thread(self._normalise_all, images) if images else []
+        """Append a user turn with its images (normalised, de-duplicated) in one transaction.
+        Raises ImageRejected before writing anything if an image is unreadable. Stored once per
+        inbox request: asked again for the same `inbox_item_id`, it returns the turn it stored."""
+        normalised = await self.decode_pool.normalise(
+            [image.data for image in images], self.max_image_side
+        )
 
         async def work(session: AsyncSession) -> StoredTurn:
+            if inbox_item_id is not None:
+                stored = await session.scalar(
+                    select(Turn)
+                    .where(Turn.inbox_item_id == inbox_item_id, Turn.role == "user")
+                    .options(*TURN_LOADS)
+                )
+                if stored is not None:
+                    return convert.stored_turn(stored)
             turn, conversation = await append_turn(
-                session, conversation_id, role="user", status=TurnStatus.COMPLETE, text=text
+                session, conversation_id, role="user", status=status, text=text
             )
+            turn.inbox_item_id = inbox_item_id
             for index, (given, image) in enumerate(zip(images, normalised)):
                 row = await image_row(
                     session, image, given.file_unique_id, hashlib.sha256(given.data).hexdigest()
@@ -184,13 +211,16 @@ class Store:
 
         return await self._write(work)
 
-    async def open_assistant_turn(self, conversation_id: int) -> StoredTurn:
+    async def open_assistant_turn(
+        self, conversation_id: int, *, inbox_item_id: int | None = None
+    ) -> StoredTurn:
         """Append an assistant turn in PENDING state, to be closed when generation ends."""
 
         async def work(session: AsyncSession) -> StoredTurn:
             turn, _ = await append_turn(
                 session, conversation_id, role="assistant", status=TurnStatus.PENDING
             )
+            turn.inbox_item_id = inbox_item_id
             await session.flush()
             return convert.stored_turn(turn)
 
@@ -238,12 +268,18 @@ class Store:
 
         await self._write(work)
 
-    async def link_messages(self, turn_id: int, message_ids: Sequence[int]) -> None:
+    async def link_messages(self, turn_id: int, message_ids: Sequence[int], *, only: bool = False) -> None:
         """Remember the Telegram messages (in the conversation's chat) that carry this turn; a
-        message already linked to another turn moves to this one."""
+        message already linked to another turn moves to this one. With `only`, these are all its
+        messages now (a preview that gave way to the final message is no longer one of them)."""
 
         async def work(session: AsyncSession) -> None:
             turn = await load_turn(session, turn_id, selectinload(Turn.messages))
+            if only:
+                for gone in [link for link in turn.messages if link.message_id not in message_ids]:
+                    turn.messages.remove(gone)
+                    await session.delete(gone)
+                await session.flush()
             chat_id = await session.scalar(
                 select(Conversation.chat_id).where(Conversation.id == turn.conversation_id)
             )
@@ -255,7 +291,7 @@ class Store:
 
     async def history(self, conversation_id: int) -> list[StoredTurn]:
         """Every turn of the conversation in order, each with its images and message ids."""
-        async with self._read() as session, session.begin():
+        async with self._read() as session:
             if await session.get(Conversation, conversation_id) is None:
                 raise NotFound(f"conversation {conversation_id} does not exist")
             turns = await session.scalars(
@@ -266,9 +302,20 @@ class Store:
             )
             return [convert.stored_turn(turn) for turn in turns]
 
+    async def turns_for_request(self, inbox_item_id: int) -> list[StoredTurn]:
+        """The turns written for one inbox request, in order (its question, its answer attempts)."""
+        async with self._read() as session:
+            turns = await session.scalars(
+                select(Turn)
+                .where(Turn.inbox_item_id == inbox_item_id)
+                .order_by(Turn.conversation_id, Turn.position)
+                .options(*TURN_LOADS)
+            )
+            return [convert.stored_turn(turn) for turn in turns]
+
     async def turn_for_message(self, chat_id: int, message_id: int) -> StoredTurn | None:
         """The turn (any user's) that a Telegram message in this chat belongs to."""
-        async with self._read() as session, session.begin():
+        async with self._read() as session:
             turn = await session.scalar(
                 select(Turn)
                 .join(TurnMessage, TurnMessage.turn_id == Turn.id)
@@ -279,7 +326,7 @@ class Store:
 
     async def image_for_file(self, file_unique_id: str) -> StoredImage | None:
         """An image already stored under Telegram's file_unique_id, to skip a download."""
-        async with self._read() as session, session.begin():
+        async with self._read() as session:
             image = await session.scalar(
                 select(Image).where(Image.file_unique_id == file_unique_id).limit(1)
             )
@@ -292,33 +339,23 @@ class Store:
 
     async def stats(self) -> StoreStats:
         """Row counts and stored image bytes, for the admin /stats command."""
-        async with self._read() as session, session.begin():
-
-            async def count(model: type) -> int:
-                return await session.scalar(select(func.count()).select_from(model)) or 0
-
-            by_status = await session.execute(
-                select(Turn.status, func.count()).group_by(Turn.status)
-            )
-            image_bytes = await session.scalar(
-                select(func.coalesce(func.sum(Image.size_bytes), 0))
-            )
-            return StoreStats(
-                users=await count(User),
-                chats=await count(Chat),
-                conversations=await count(Conversation),
-                turns=await count(Turn),
-                images=await count(Image),
-                image_bytes=int(image_bytes or 0),
-                turns_by_status={TurnStatus(status).value: n for status, n in by_status},
-            )
+        async with self._read() as session:
+            return await count_rows(session)
 
     # -- privacy and retention ---------------------------------------------------------------
 
     async def forget_user(self, user_id: int) -> int:
         """Delete the user, their conversations in every chat, their settings and private chat,
-        and images nobody else references. Returns the number of rows removed."""
-        return await self._write(lambda session: cleanup.forget_user_rows(session, user_id))
+        their waiting requests, and images nobody else references; then leave no readable copy
+        of any of it in the database files. Returns the number of rows removed."""
+        removed = await self._write(lambda session: cleanup.forget_user_rows(session, user_id))
+        await erase_traces(self._started().engine)
+        return removed
+
+    async def move_chat(self, old_chat_id: int, new_chat_id: int) -> int:
+        """A basic group became a supergroup: its conversations, settings and waiting requests
+        move to the new chat id. Returns how many conversations moved."""
+        return await self._write(lambda session: chat_moves.move_chat_rows(session, old_chat_id, new_chat_id))
 
     async def purge_idle(self, older_than: timedelta) -> int:
         """Delete conversations idle for longer than `older_than` and images left unreferenced.
@@ -340,7 +377,7 @@ class Store:
     # -- internals ---------------------------------------------------------------------------
 
     async def _read_settings(self, model: type[User] | type[Chat], row_id: int) -> dict[str, Any]:
-        async with self._read() as session, session.begin():
+        async with self._read() as session:
             row = await session.get(model, row_id)
             return dict(row.settings) if row is not None else {}
 
@@ -354,33 +391,13 @@ class Store:
 
         return await self._write(work)
 
-    async def _fail_pending_turns(self, session: AsyncSession) -> int:
-        result = await session.execute(
-            update(Turn)
-            .where(Turn.status == TurnStatus.PENDING)
-            .values(status=TurnStatus.FAILED, finished_at=utc_now())
-        )
-        return result.rowcount  # type: ignore[attr-defined,no-any-return]
-
-    def _normalise_all(self, images: Sequence[ImageInput]) -> list[NormalisedImage]:
-        return [normalise_image(image.data, max_side=self.max_image_side) for image in images]
-
-    def _read(self) -> AsyncSession:
-        if self._reader is None:
+    def _started(self) -> Transactions:
+        if self._transactions is None:
             raise StorageError("store is not started")
-        return self._reader()
+        return self._transactions
+
+    def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        return self._started().read()
 
     async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run `work` in a write transaction, retrying when a concurrent writer won a race on a
-        unique key (the retry then sees that writer's row)."""
-        if self._writer is None:
-            raise StorageError("store is not started")
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                async with self._writer() as session, session.begin():
-                    return await work(session)
-            except IntegrityError:
-                if attempt == WRITE_ATTEMPTS:
-                    raise
-                log.debug("write conflict, retrying (attempt %d)", attempt)
-        raise AssertionError("unreachable")
+        return await self._started().write(work)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 
 class TurnStatus(str, Enum):
@@ -13,6 +14,15 @@ class TurnStatus(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"  # an assistant answer replaced by /retry
+    UNDELIVERED = "undelivered"  # an answer Telegram did not take (yet): the person never saw it
+
+
+class InboxStatus(str, Enum):
+    """Where a stored request stands; only DONE requests are finished with."""
+
+    PENDING = "pending"  # its work (storing the question, answering) is still to be done
+    UNDELIVERED = "undelivered"  # its work is done, but replies wait in its outbox for Telegram
+    DONE = "done"  # answered (or definitively failed and the person told)
 
 
 @dataclass(frozen=True)
@@ -87,3 +97,35 @@ class StoreStats:
     images: int
     image_bytes: int
     turns_by_status: dict[str, int]
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """A request as a handler hands it to the inbox: enough to do the work again after a restart.
+
+    `payload` is the bot's own JSON description of the work; the store never looks inside it."""
+
+    update_id: int  # Telegram's; a redelivered update is recognised by it
+    chat_id: int
+    user_id: int  # whose conversation the work belongs to
+    kind: str
+    payload: dict[str, Any]
+    received_at: datetime
+    media_group_id: str | None = None  # album items share one
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """A request in the inbox, as the store hands it out."""
+
+    id: int
+    update_id: int
+    chat_id: int
+    user_id: int
+    kind: str
+    payload: dict[str, Any]
+    received_at: datetime
+    status: InboxStatus
+    media_group_id: str | None = None
+    outbox: tuple[dict[str, Any], ...] = field(default=())  # replies Telegram has not taken yet
+    retry_at: datetime | None = None  # not to be tried again before this

@@ -39,3 +39,16 @@ def tiny_checkpoint_chatty(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model.tiny import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-idefics-chatty"), chatty_word=" the")
+
+
+@pytest.fixture
+def fake_ghostscript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A recording `gs` first on PATH, and Pillow made to look for Ghostscript afresh."""
+    from PIL import EpsImagePlugin
+
+    from tests.untrusted_files import install_fake_ghostscript
+
+    fake = install_fake_ghostscript(tmp_path / "fake-bin")
+    monkeypatch.setenv("PATH", f"{fake.folder}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)
+    return fake

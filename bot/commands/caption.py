@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 
-from telegram import Bot
-
 from bot import texts
 from bot.answering import AnswerOptions, answer_message
 from bot.incoming import TaskCall
+from bot.outbox import Outbox
 from bot.runtime import BotRuntime
 from bot.tasks import reply_to_call
 from model.types import GenerationParams
@@ -30,10 +29,10 @@ def first_sentence(text: str) -> str:
     return stripped[: end.end()] if end else stripped
 
 
-async def caption_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
+async def caption_task(runtime: BotRuntime, outbox: Outbox, call: TaskCall) -> None:
     """Caption the photo of the request, or explain how to ask."""
     if not call.images:
-        await reply_to_call(bot, call, texts.CAPTION_USAGE)
+        await reply_to_call(outbox, call, texts.CAPTION_USAGE)
         return
     options = AnswerOptions(
         params=GenerationParams(max_new_tokens=min(CAPTION_MAX_NEW_TOKENS, runtime.settings.max_new_tokens)),
@@ -41,4 +40,4 @@ async def caption_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
         shape_text=first_sentence,
         can_regenerate=False,
     )
-    await answer_message(runtime, bot, call.question(texts.CAPTION_INSTRUCTION), options)
+    await answer_message(runtime, outbox, call.question(texts.CAPTION_INSTRUCTION), options)

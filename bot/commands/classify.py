@@ -8,20 +8,17 @@ The scoring sees only this question (no history, no preamble), so earlier talk c
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Sequence
 
-from telegram import Bot
-
 from bot import texts
 from bot.answering import assistant_turn, store_question
 from bot.apologies import apology_for
-from bot.delivery import Delivery
 from bot.incoming import TaskCall
 from bot.labels import MAX_LABELS, LabelListError, parse_labels
 from bot.prompting import build_conversation
+from bot.outbox import Outbox
 from bot.runtime import BotRuntime
 from bot.tasks import reply_to_call
 from model.errors import ModelError
@@ -46,23 +43,23 @@ def result_text(ranked: Sequence[tuple[str, float]]) -> str:
     return texts.CLASSIFY_RESULT.format(label=ranked[0][0], ranking=lines)
 
 
-async def classify_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
+async def classify_task(runtime: BotRuntime, outbox: Outbox, call: TaskCall) -> None:
     """Check the labels and the photo, then score, answer and record."""
     try:
         labels = parse_labels(call.argument)
     except LabelListError as problem:
-        await reply_to_call(bot, call, texts.CLASSIFY_USAGE.format(problem=problem, max_labels=MAX_LABELS))
+        await reply_to_call(outbox, call, texts.CLASSIFY_USAGE.format(problem=problem, max_labels=MAX_LABELS))
         return
     if not call.images:
-        await reply_to_call(bot, call, texts.CLASSIFY_NEEDS_PHOTO)
+        await reply_to_call(outbox, call, texts.CLASSIFY_NEEDS_PHOTO)
         return
     incoming = call.question(texts.CLASSIFY_QUESTION.format(labels=", ".join(labels)))
-    conversation_id = await store_question(runtime, bot, incoming)
+    conversation_id = await store_question(runtime, outbox, incoming)
     if conversation_id is None:
         return
-    question = (await runtime.store.history(conversation_id))[-1]
-    conversation = await asyncio.to_thread(build_conversation, [question], None)
-    async with assistant_turn(runtime, conversation_id) as outcome:
+    question = [turn for turn in await runtime.store.history(conversation_id) if turn.role == "user"][-1]
+    conversation = await runtime.store.decode_pool.run(build_conversation, [question], None)
+    async with assistant_turn(runtime, outbox, conversation_id) as outcome:
         try:
             log_probs = await runtime.model.score_options(conversation, labels)
         except ModelError as error:
@@ -70,4 +67,7 @@ async def classify_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
             outcome.fail(apology_for(error), error)
         else:
             outcome.complete(result_text(ranking(labels, log_probs)))
-        outcome.message_ids = tuple(await Delivery(bot, incoming.target).deliver(outcome.message()))
+        shown, outcome.delivered = await outbox.finish(
+            outbox.delivery(incoming.target), outcome.message(), turn_id=outcome.turn_id
+        )
+        outcome.message_ids = tuple(shown)

@@ -6,19 +6,18 @@ command is the question to answer about the photo instead of the default descrip
 
 from __future__ import annotations
 
-from telegram import Bot
-
 from bot import texts
 from bot.answering import answer_message
 from bot.incoming import TaskCall
+from bot.outbox import Outbox
 from bot.runtime import BotRuntime
 from bot.tasks import reply_to_call
 
 
-async def describe_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
+async def describe_task(runtime: BotRuntime, outbox: Outbox, call: TaskCall) -> None:
     """Answer about the request's photo, or explain how to ask."""
     if not call.images:
-        await reply_to_call(bot, call, texts.DESCRIBE_USAGE)
+        await reply_to_call(outbox, call, texts.DESCRIBE_USAGE)
         return
     question = call.argument or texts.DEFAULT_IMAGE_INSTRUCTION
-    await answer_message(runtime, bot, call.question(question, answer_the_photo=True))
+    await answer_message(runtime, outbox, call.question(question, answer_the_photo=True))

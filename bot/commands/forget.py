@@ -1,4 +1,8 @@
-"""/forget: erase everything stored about the user, after they confirm with a button."""
+"""/forget: erase everything stored about the user, after they confirm with a button.
+
+Erased means erased: the rows go (their conversations, images, settings, requests waiting in the
+inbox) and the store leaves no readable copy in any database file (`Store.forget_user`).
+"""
 
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ async def forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         return
     runtime = runtime_of(context)
     await runtime.answers.cancel_user(query.from_user.id)
+    runtime.inbox.forget_user(query.from_user.id)
     await runtime.store.forget_user(query.from_user.id)
     log.info("erased the data of user %s on their request", query.from_user.id)
     await edit_pressed_message(query, texts.FORGET_DONE)

@@ -7,18 +7,20 @@ from telegram.ext import ContextTypes
 
 from bot import texts
 from bot.conversation_actions import start_new_conversation
-from bot.incoming import chat_info, sender_info
-from bot.runtime import queue_for_conversation, runtime_of
+from bot.incoming import ConversationCall, conversation_call, conversation_key
+from bot.outbox import Outbox
+from bot.runtime import BotRuntime, runtime_of
 
 
 async def new_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Start a fresh conversation, after any answer still being written for the old one."""
     message = update.effective_message
-    runtime = runtime_of(context)
-    user, chat = sender_info(message), chat_info(message.chat)
+    request = conversation_call(message)
+    await runtime_of(context).inbox.accept(update, conversation_key(message), request, new_conversation=True)
 
-    async def start_fresh() -> None:
-        await start_new_conversation(runtime, user, chat)
-        await message.reply_text(texts.NEW_CONVERSATION)
 
-    queue_for_conversation(update, context, start_fresh, name="new")
+async def start_fresh(runtime: BotRuntime, outbox: Outbox, call: ConversationCall) -> None:
+    """The work of a stored /new (or of the 🆕 button): close the open conversation, maybe say so."""
+    await start_new_conversation(runtime, call.user, call.chat)
+    if call.confirm:
+        await outbox.send(call.target, texts.NEW_CONVERSATION)

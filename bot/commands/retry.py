@@ -7,18 +7,19 @@ from telegram.ext import ContextTypes
 
 from bot import texts
 from bot.conversation_actions import regenerate_last_answer
-from bot.incoming import reply_target, sender_info
-from bot.runtime import queue_for_conversation, runtime_of
+from bot.incoming import ConversationCall, conversation_call, conversation_key
+from bot.outbox import Outbox
+from bot.runtime import BotRuntime, runtime_of
 
 
 async def retry_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Regenerate the answer to the newest user turn, in its turn behind any running answer."""
     message = update.effective_message
-    runtime = runtime_of(context)
+    await runtime_of(context).inbox.accept(update, conversation_key(message), conversation_call(message))
 
-    async def regenerate() -> None:
-        conversation = await runtime.store.active_conversation(message.chat_id, sender_info(message).id)
-        if not await regenerate_last_answer(runtime, context.bot, conversation.id, reply_target(message)):
-            await message.reply_text(texts.NOTHING_TO_RETRY)
 
-    queue_for_conversation(update, context, regenerate, name="retry")
+async def retry_last_answer(runtime: BotRuntime, outbox: Outbox, call: ConversationCall) -> None:
+    """The work of a stored /retry (or of the 🔄 Retry button under a note)."""
+    conversation = await runtime.store.active_conversation(call.chat.id, call.user.id)
+    if not await regenerate_last_answer(runtime, outbox, conversation.id, call.target):
+        await outbox.send(call.target, texts.NOTHING_TO_RETRY)

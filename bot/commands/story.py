@@ -7,12 +7,11 @@ preamble is used when that mode is installed.
 
 from __future__ import annotations
 
-from telegram import Bot
-
 from bot import texts
 from bot.answering import AnswerOptions, answer_message
-from bot.incoming import TaskCall, sender_info
+from bot.incoming import TaskCall
 from bot.prompting import visible_turns
+from bot.outbox import Outbox
 from bot.runtime import BotRuntime
 from bot.tasks import reply_to_call
 from model.types import GenerationParams
@@ -26,14 +25,14 @@ def story_instruction(theme: str) -> str:
 
 async def conversation_has_image(runtime: BotRuntime, call: TaskCall) -> bool:
     """Whether the asker's current conversation shows the model an image a story could be about."""
-    conversation = await runtime.store.active_conversation(call.message.chat_id, sender_info(call.message).id)
+    conversation = await runtime.store.active_conversation(call.chat.id, call.user.id)
     return any(turn.images for turn in visible_turns(await runtime.store.history(conversation.id)))
 
 
-async def story_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
+async def story_task(runtime: BotRuntime, outbox: Outbox, call: TaskCall) -> None:
     """Stream a story about the request's photo (or the conversation's last one)."""
     if not call.images and not await conversation_has_image(runtime, call):
-        await reply_to_call(bot, call, texts.STORY_USAGE)
+        await reply_to_call(outbox, call, texts.STORY_USAGE)
         return
     settings = runtime.settings
     params = GenerationParams(
@@ -43,4 +42,4 @@ async def story_task(runtime: BotRuntime, bot: Bot, call: TaskCall) -> None:
         top_p=settings.story_top_p,
     )
     options = AnswerOptions(params=params, mode=STORY_MODE, can_regenerate=False)
-    await answer_message(runtime, bot, call.question(story_instruction(call.argument)), options)
+    await answer_message(runtime, outbox, call.question(story_instruction(call.argument)), options)

@@ -70,6 +70,7 @@ class BotApiStandIn(UserActions, Observations):
         self.started_at = time.time()
         self._query_ids = itertools.count(4_000_000_001)
         self._faults: dict[str, deque[ApiError]] = defaultdict(deque)
+        self._outage: tuple[ApiError, frozenset[str] | None] | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -117,10 +118,34 @@ class BotApiStandIn(UserActions, Observations):
 
     def fail_next(self, method: str, error_code: int, description: str, *,
                   retry_after: int | None = None, times: int = 1) -> None:
-        """Answers the next `times` calls of `method` with this error instead of running them."""
+        """Answers the next `times` calls of `method` with this error instead of running them;
+        `method` "*" means any method but getUpdates."""
         for _ in range(times):
             self._faults[method.lower()].append(
                 ApiError(error_code, description, retry_after=retry_after))
+
+    def start_outage(self, error_code: int = 500, description: str = "Internal Server Error", *,
+                     retry_after: int | None = None, methods: set[str] | None = None) -> None:
+        """Answers every call of `methods` (default: every method but getUpdates) with this error
+        until `end_outage()`: Telegram having a bad few minutes."""
+        wanted = None if methods is None else frozenset(method.lower() for method in methods)
+        self._outage = (ApiError(error_code, description, retry_after=retry_after), wanted)
+
+    def end_outage(self) -> None:
+        self._outage = None
+
+    def _fault_for(self, method: str) -> ApiError | None:
+        """The injected error this call gets, if any (single faults first, then an outage)."""
+        name = method.lower()
+        for queue_name in (name, "*"):
+            queue = self._faults[queue_name]
+            if queue and (queue_name == name or name != "getupdates"):
+                return queue.popleft()
+        if self._outage is not None:
+            error, methods = self._outage
+            if (methods is None and name != "getupdates") or (methods is not None and name in methods):
+                return error
+        return None
 
     @property
     def served_429s(self) -> int:
@@ -147,8 +172,9 @@ class BotApiStandIn(UserActions, Observations):
         handler = METHODS.get(method.lower())
         if handler is None:
             return self._refuse(call, NOT_FOUND, injected=False)
-        if self._faults[method.lower()]:
-            return self._refuse(call, self._faults[method.lower()].popleft(), injected=True)
+        fault = self._fault_for(method)
+        if fault is not None:
+            return self._refuse(call, fault, injected=True)
         try:
             result = await handler(self, params)
         except ApiError as error:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .server import BotApiStandIn
 
 MessageRef = Union[dict, BotMessage, int]  # a message dict, a bot message record, or an id
+THUMBNAIL_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+THUMBNAIL_MAX_PIXELS = 20_000_000
 
 
 class UserActions:
@@ -219,8 +221,13 @@ class UserActions:
         return False
 
     def _thumbnail(self: BotApiStandIn, data: bytes) -> dict[str, Any] | None:
-        try:  # Telegram makes no thumbnail of what it cannot decode (damaged files, bombs)
-            with Image.open(io.BytesIO(data)) as image:
+        """What Telegram shows of an image file. None for what it cannot decode (damaged files,
+        bombs, formats it does not preview, such as PostScript named .jpg) and for pictures too
+        large to preview; decoding those here would only make the tests slow or run Ghostscript."""
+        try:
+            with Image.open(io.BytesIO(data), formats=THUMBNAIL_FORMATS) as image:
+                if image.width * image.height > THUMBNAIL_MAX_PIXELS:
+                    return None
                 image.load()
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
             return None

@@ -70,3 +70,46 @@ async def ask_a_running_bot(
             process.kill()
             await process.wait()
     return ProcessRun(answer=answer, returncode=process.returncode, log=output.decode())
+
+
+class BotProcess:
+    """`idefics-bot run` as a child process that a test can stop (SIGTERM) or kill (SIGKILL)."""
+
+    def __init__(self, bot_api: BotApiStandIn, environment: dict[str, str], cwd: Path) -> None:
+        self._bot_api, self._environment, self._cwd = bot_api, environment, cwd
+        self._process: asyncio.subprocess.Process | None = None
+        self.log = ""
+
+    async def start(self, timeout: float = 90, **settings: str) -> BotProcess:
+        """Start it (with these settings on top) and wait until it is polling, its post_init done."""
+        registered = len(self._bot_api.calls_to("setMyCommands"))
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", cwd=self._cwd, env={**self._environment, **settings},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        await self._bot_api.wait_for(
+            lambda: len(self._bot_api.calls_to("setMyCommands")) > registered or self._process.returncode,
+            timeout=timeout,
+        )
+        assert self._process.returncode is None, await self._output()
+        return self
+
+    async def stop(self, how: signal.Signals = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send `how` and wait for the process to end; its exit status."""
+        assert self._process is not None
+        self._process.send_signal(how)
+        await asyncio.wait_for(self._output(), timeout)
+        return self._process.returncode
+
+    async def _output(self) -> str:
+        output, _ = await self._process.communicate()
+        self.log += output.decode()
+        return self.log
+
+    async def __aenter__(self) -> BotProcess:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._output()

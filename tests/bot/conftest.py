@@ -187,3 +187,11 @@ def image_bytes(color: str, size: tuple[int, int] = (64, 48), fmt: str = "JPEG")
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+async def eventually(probe: Callable[[], Any], timeout: float = 30, every_s: float = 0.05) -> Any:
+    """Poll the coroutine function `probe` until it returns something truthy; that value."""
+    async with asyncio.timeout(timeout):
+        while not (value := await probe()):
+            await asyncio.sleep(every_s)
+    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot import texts
+from tests.bot.button_presses import callback_answer
 from tests.bot.conftest import answers_settled, image_bytes, recording_factory, runtime
 
 ALLOWED, STRANGER, ADMIN = 3001, 3002, 3003
@@ -53,3 +54,19 @@ async def test_allowed_chat_lets_every_member_in_but_not_their_private_chats(bot
     await bot_api.send_text(bot_api.private_chat(STRANGER), member, "hello in private")
     [refusal] = await bot_api.wait_for_bot_message(STRANGER)
     assert refusal.text == texts.NOT_ALLOWED
+
+
+async def test_every_press_of_a_refused_stranger_is_answered(bot_api, start_bot):
+    """In a group, a stranger can press the buttons an allowed user got; none may spin forever."""
+    await start_bot(allowed_user_ids=frozenset({ALLOWED}))
+    group = bot_api.group_chat(-100778)
+    allowed, stranger = bot_api.user(ALLOWED, "Ann"), bot_api.user(STRANGER, "Sam")
+    await bot_api.send_text(group, allowed, "/settings@idefics_test_bot")
+    [menu] = await bot_api.wait_for_bot_message(group)
+
+    presses = [await bot_api.press_button(group, stranger, menu, menu.buttons[0][1]) for _ in range(4)]
+
+    answers = [await callback_answer(bot_api, press) for press in presses]
+    assert answers == [texts.NOT_ALLOWED] * 4
+    assert bot_api.open_callback_queries == set()
+    assert [m.text for m in bot_api.bot_messages(group)] == [menu.text], "and nothing in the chat"

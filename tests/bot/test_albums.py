@@ -110,7 +110,7 @@ async def test_group_album_nobody_asked_the_bot_about_is_ignored(bot_api, start_
     assert bot_api.bot_messages(group) == []
     assert services[0].conversations == []
     assert (await runtime(application).store.stats()).turns == 0
-    assert runtime(application).albums.open_count() == 0
+    assert await runtime(application).store.inbox.waiting_count() == 0, "both albums are done with"
 
 
 async def test_album_captioned_with_a_task_command_runs_the_task_on_all_its_images(bot_api, start_bot):

@@ -98,3 +98,30 @@ async def test_concurrent_new_conversations_leave_exactly_one_open(store, rows):
         conversations = (await session.scalars(select(Conversation))).all()
     assert len(conversations) == 10
     assert sum(c.closed_at is None for c in conversations) == 1
+
+
+async def test_a_group_upgraded_to_a_supergroup_takes_its_conversations_settings_and_requests(store):
+    from storage.schema import utc_now
+    from storage.types import NewRequest
+
+    basic = ChatInfo(id=-500, type="group", title="Small")
+    await store.touch(ALICE, basic)
+    await store.touch(BOB, basic)
+    alice_old = await store.active_conversation(basic.id, ALICE.id)
+    await store.add_user_turn(alice_old.id, "what is in the photo?", message_ids=[3])
+    bob_old = await store.active_conversation(basic.id, BOB.id)
+    await store.update_chat_settings(basic.id, mode="captioner")
+    await store.inbox.add(NewRequest(77, basic.id, BOB.id, "question", {}, utc_now()))
+    bob_new = await store.active_conversation(-100900, BOB.id)  # Bob wrote there first
+
+    assert await store.move_chat(basic.id, -100900) == 2
+    assert await store.move_chat(basic.id, -100900) == 0, "moving twice moves nothing"
+
+    alice_now = await store.active_conversation(-100900, ALICE.id)
+    assert alice_now.id == alice_old.id
+    assert [turn.text for turn in await store.history(alice_now.id)] == ["what is in the photo?"]
+    assert (await store.turn_for_message(basic.id, 3)).conversation_id == alice_old.id, "old messages stay"
+    assert (await store.active_conversation(-100900, BOB.id)).id == bob_new.id
+    assert (await store.conversation(bob_old.id)).closed_at is not None
+    assert await store.chat_settings(-100900) == {"mode": "captioner"}
+    assert (await store.inbox.oldest_waiting(-100900, BOB.id)).update_id == 77

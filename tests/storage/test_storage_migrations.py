@@ -81,7 +81,28 @@ def seed_0001(connection: Connection, picture: bytes) -> None:
     )
 
 
-SEEDERS: dict[str, Callable[[Connection, bytes], None]] = {"0001": seed_0001}
+def seed_0002(connection: Connection, picture: bytes) -> None:
+    """0001's rows (the answer a crash interrupted already failed, as 0002 leaves it), a request
+    still waiting in the inbox with the turn written for it, and a claim a dead process held."""
+    seed_0001(connection, picture)
+    tables = MetaData()
+    tables.reflect(connection)
+    turns = tables.tables["turns"]
+    connection.execute(turns.update().where(turns.c.id == 701).values(status="failed", inbox_item_id=7))
+    connection.execute(turns.update().where(turns.c.id == 700).values(inbox_item_id=7))
+    connection.execute(
+        tables.tables["inbox"].insert(),
+        [{"id": 7, "update_id": 9007, "chat_id": 7, "user_id": 7, "kind": "question",
+          "payload": {"text": "what is it?"}, "media_group_id": None, "received_at": SEEDED_AT,
+          "status": "pending", "outbox": [], "retry_at": None, "done_at": None}],
+    )
+    connection.execute(
+        tables.tables["inbox_claims"].insert(),
+        [{"chat_id": 7, "user_id": 7, "holder": "gone:1", "expires_at": SEEDED_AT}],
+    )
+
+
+SEEDERS: dict[str, Callable[[Connection, bytes], None]] = {"0001": seed_0001, "0002": seed_0002}
 
 
 def test_every_revision_has_a_seeder():
@@ -121,26 +142,32 @@ async def test_database_made_by_a_revision_upgrades_with_its_data(
         await engine.dispose()
 
     store = Store(database_url)
-    failed = await store.start()
+    await store.start()
+    engine = create_engine(database_url)
     try:
         history = await store.history(70)
-        assert await current_revision(store._engine) == head_revision()
-        assert failed == 1  # the seeded pending answer
+        assert await current_revision(engine) == head_revision()
         assert [(t.id, t.text, t.status) for t in history] == [
             (700, "what is it?", TurnStatus.COMPLETE),
-            (701, "", TurnStatus.FAILED),
+            (701, "", TurnStatus.FAILED),  # nothing would ever finish an answer 0001 left pending
         ]
         assert history[0].images[0].data == normalise_image(picture).data
         assert history[0].created_at == SEEDED_AT
         assert (await store.turn_for_message(7, 77)).id == 700
         assert (await store.image_for_file("old-file")).id == 7000
-        async with store._engine.connect() as connection:
+        async with engine.connect() as connection:
             assert await connection.scalar(select(User.settings).where(User.id == 7)) == {"mode": "story"}
         assert await store.chat_settings(7) == {"answer_length": "short"}
         assert (await store.active_conversation(7, 7)).id == 70
         added = await store.add_user_turn(70, "and now?")
         assert added.position == 2
+        if revision >= "0002":
+            [waiting] = [await store.inbox.oldest_waiting(7, 7)]
+            assert (waiting.update_id, waiting.payload) == (9007, {"text": "what is it?"})
+            assert [turn.id for turn in await store.turns_for_request(7)] == [700, 701]
+            assert await store.inbox.ready_conversations("me") == [(7, 7)]  # the dead claim ran out
     finally:
+        await engine.dispose()
         await store.stop()
 
 

@@ -137,9 +137,8 @@ async def test_data_survives_stop_and_start(database_url, solid_png):
     await first_run.stop()
 
     second_run = Store(database_url)
-    failed = await second_run.start()
+    await second_run.start()
     try:
-        assert failed == 0
         assert await second_run.active_conversation(1, 1) == conversation
         assert await second_run.history(conversation.id) == [turn]
         assert await second_run.turn_for_message(1, 7) == turn
@@ -148,25 +147,36 @@ async def test_data_survives_stop_and_start(database_url, solid_png):
         await second_run.stop()
 
 
-async def test_pending_turns_are_failed_at_start(database_url):
+async def test_a_pending_answer_is_left_to_whoever_takes_over_its_request(database_url):
+    """A store that starts must not fail answers another process may still be writing; the turns
+    a request got are found by its inbox id (that is how a takeover finds interrupted answers)."""
     crashed = Store(database_url)
     await crashed.start()
     conversation = await crashed.active_conversation(1, 1)
-    await crashed.add_user_turn(conversation.id, "question")
-    pending = await crashed.open_assistant_turn(conversation.id)
-    done = await crashed.open_assistant_turn(conversation.id)
-    await crashed.close_assistant_turn(done.id, TurnStatus.COMPLETE, "fine")
+    question = await crashed.add_user_turn(conversation.id, "question", inbox_item_id=41)
+    pending = await crashed.open_assistant_turn(conversation.id, inbox_item_id=41)
+    other = await crashed.open_assistant_turn(conversation.id, inbox_item_id=42)
     await crashed.stop()  # as if the process died mid-answer
 
     restarted = Store(database_url)
-    failed = await restarted.start()
+    await restarted.start()
     try:
         statuses = [turn.status for turn in await restarted.history(conversation.id)]
-        assert failed == 1
-        assert statuses == [TurnStatus.COMPLETE, TurnStatus.FAILED, TurnStatus.COMPLETE]
-        assert pending.status == TurnStatus.PENDING
+        assert statuses == [TurnStatus.COMPLETE, TurnStatus.PENDING, TurnStatus.PENDING]
+        assert [turn.id for turn in await restarted.turns_for_request(41)] == [question.id, pending.id]
+        assert [turn.id for turn in await restarted.turns_for_request(42)] == [other.id]
     finally:
         await restarted.stop()
+
+
+async def test_a_question_is_stored_once_per_request(store, solid_png):
+    conversation = await store.active_conversation(1, 1)
+    image = ImageInput(solid_png((9, 9, 9)), "f9")
+    first = await store.add_user_turn(conversation.id, "again?", [image], [5], inbox_item_id=8)
+    second = await store.add_user_turn(conversation.id, "again?", [image], [5], inbox_item_id=8)
+
+    assert second == first
+    assert [turn.id for turn in await store.history(conversation.id)] == [first.id]
 
 
 async def test_datetimes_are_timezone_aware_utc(store):

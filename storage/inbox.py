@@ -1,0 +1,188 @@
+"""The inbox: every request a person made, stored as it arrives and kept until it has been answered.
+
+A request is written once per Telegram update (a redelivered update is recognised by its
+`update_id` and not stored twice). A conversation's requests are answered oldest first, one at a
+time, by whichever bot process holds the conversation's claim: a lease in `inbox_claims`, taken
+under the database's row lock (SELECT … FOR UPDATE), renewed while the holder works and released
+when it is done, so that a crashed process's conversations are taken over once its lease runs out.
+A request that is done keeps only its ids (to recognise a redelivery) until it is purged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.convert import stored_request
+from storage.schema import InboxClaim, InboxItem, utc_now
+from storage.sessions import Transactions
+from storage.types import InboxStatus, NewRequest, StoredRequest
+
+NOT_DONE = (InboxStatus.PENDING, InboxStatus.UNDELIVERED)
+
+
+def _waiting(*conditions: ColumnElement[bool]) -> Select[tuple[InboxItem]]:
+    """Requests not done yet that meet `conditions`, oldest first."""
+    return (
+        select(InboxItem)
+        .where(InboxItem.status.in_(NOT_DONE), *conditions)
+        .order_by(InboxItem.update_id)
+    )
+
+
+class InboxStore:
+    """The inbox and its claims, over the store's transactions."""
+
+    def __init__(self, transactions: Transactions) -> None:
+        self._transactions = transactions
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def add(self, request: NewRequest) -> StoredRequest | None:
+        """Store a request; None if its update was stored before (Telegram redelivered it)."""
+
+        async def work(session: AsyncSession) -> StoredRequest | None:
+            known = await session.scalar(select(InboxItem.id).where(InboxItem.update_id == request.update_id))
+            if known is not None:
+                return None
+            row = InboxItem(
+                update_id=request.update_id, chat_id=request.chat_id, user_id=request.user_id,
+                kind=request.kind, payload=request.payload, media_group_id=request.media_group_id,
+                received_at=request.received_at, status=InboxStatus.PENDING, outbox=[],
+            )
+            session.add(row)
+            await session.flush()
+            return stored_request(row)
+
+        return await self._transactions.write(work)
+
+    async def oldest_waiting(self, chat_id: int, user_id: int) -> StoredRequest | None:
+        """The conversation's oldest request that is not done (the next to work on, ready or not)."""
+        async with self._transactions.read() as session:
+            row = await session.scalar(
+                _waiting(InboxItem.chat_id == chat_id, InboxItem.user_id == user_id).limit(1)
+            )
+            return None if row is None else stored_request(row)
+
+    async def album(self, chat_id: int, media_group_id: str) -> list[StoredRequest]:
+        """The waiting items of one album, in the order they were received."""
+        async with self._transactions.read() as session:
+            rows = await session.scalars(
+                _waiting(InboxItem.chat_id == chat_id, InboxItem.media_group_id == media_group_id)
+            )
+            return [stored_request(row) for row in rows]
+
+    async def finish(self, request_ids: Sequence[int]) -> None:
+        """Done: what the person sent is kept in their conversation, not here; only ids remain."""
+        await self._update(request_ids, status=InboxStatus.DONE, payload={}, outbox=[],
+                           retry_at=None, done_at=utc_now())
+
+    async def keep_replies(
+        self, request_id: int, outbox: Sequence[dict[str, Any]], retry_at: datetime, *, work_done: bool
+    ) -> None:
+        """Replies Telegram did not take, to be delivered from `retry_at` on; `work_done` says
+        whether anything but delivering them is left to do."""
+        values: dict[str, Any] = {"outbox": list(outbox), "retry_at": retry_at}
+        if work_done:
+            values["status"] = InboxStatus.UNDELIVERED
+        await self._update([request_id], **values)
+
+    async def waiting_count(self) -> int:
+        async with self._transactions.read() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(InboxItem).where(InboxItem.status.in_(NOT_DONE))
+            )
+            return count or 0
+
+    async def ready_conversations(self, holder: str) -> list[tuple[int, int]]:
+        """(chat id, user id) of conversations whose oldest waiting request may be worked on now
+        and that no other live process has claimed."""
+        now = utc_now()
+        async with self._transactions.read() as session:
+            rows = await session.execute(
+                select(InboxItem.chat_id, InboxItem.user_id, InboxItem.retry_at)
+                .where(InboxItem.status.in_(NOT_DONE))
+                .order_by(InboxItem.update_id)
+            )
+            claims = await session.execute(
+                select(InboxClaim.chat_id, InboxClaim.user_id)
+                .where(InboxClaim.expires_at > now, InboxClaim.holder != holder)
+            )
+            claimed = {(chat_id, user_id) for chat_id, user_id in claims}
+        oldest: dict[tuple[int, int], datetime | None] = {}
+        for chat_id, user_id, retry_at in rows:
+            oldest.setdefault((chat_id, user_id), retry_at)
+        return [
+            key for key, retry_at in oldest.items()
+            if key not in claimed and (retry_at is None or retry_at <= now)
+        ]
+
+    async def purge_done(self, older_than: timedelta) -> int:
+        """Forget done requests finished before `older_than` ago (Telegram redelivers for a day)."""
+        cutoff = utc_now() - older_than
+
+        async def work(session: AsyncSession) -> int:
+            result = await session.execute(
+                delete(InboxItem).where(InboxItem.status == InboxStatus.DONE, InboxItem.done_at < cutoff)
+            )
+            return result.rowcount  # type: ignore[attr-defined,no-any-return]
+
+        return await self._transactions.write(work)
+
+    async def _update(self, request_ids: Sequence[int], **values: Any) -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(InboxItem)
+                .where(InboxItem.id.in_(list(request_ids)))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+        if request_ids:
+            await self._transactions.write(work)
+
+    # -- claims ------------------------------------------------------------------------------
+
+    async def claim(self, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
+        """Take (or renew) the conversation for `holder`; False while another holder's lease runs."""
+
+        async def work(session: AsyncSession) -> bool:
+            now = utc_now()
+            row = await session.get(InboxClaim, (chat_id, user_id), with_for_update=True)
+            if row is None:
+                session.add(InboxClaim(chat_id=chat_id, user_id=user_id, holder=holder,
+                                       expires_at=now + lease))
+                await session.flush()  # a concurrent first claim fails here; the retry sees it
+                return True
+            if row.holder != holder and row.expires_at > now:
+                return False
+            row.holder, row.expires_at = holder, now + lease
+            return True
+
+        return await self._transactions.write(work)
+
+    async def renew_claims(self, holder: str, lease: timedelta) -> int:
+        """The heartbeat: push back the expiry of every claim `holder` has."""
+
+        async def work(session: AsyncSession) -> int:
+            result = await session.execute(
+                update(InboxClaim).where(InboxClaim.holder == holder).values(expires_at=utc_now() + lease)
+            )
+            return result.rowcount  # type: ignore[attr-defined,no-any-return]
+
+        return await self._transactions.write(work)
+
+    async def release(self, holder: str, chat_id: int | None = None, user_id: int | None = None) -> None:
+        """Give up one conversation's claim (or, with no conversation named, all of `holder`'s)."""
+
+        async def work(session: AsyncSession) -> None:
+            statement = delete(InboxClaim).where(InboxClaim.holder == holder)
+            if chat_id is not None:
+                statement = statement.where(InboxClaim.chat_id == chat_id, InboxClaim.user_id == user_id)
+            await session.execute(statement)
+
+        await self._transactions.write(work)

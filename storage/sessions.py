@@ -1,0 +1,77 @@
+"""Short transactions on one engine, for every part of the store: the one place that retries write
+races and turns "the database can't do this now" into `DatabaseUnavailable`.
+
+A write that collides on a unique key with a concurrent writer (two tasks creating the same user,
+image or claim at once) is run again and then sees the other writer's row. A database that is
+locked past the lock timeout, full, or not answering raises `DatabaseUnavailable`, so callers can
+tell the person that nothing could be saved rather than that something went wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from storage.database import sessionmakers
+from storage.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WRITE_ATTEMPTS = 5
+# PostgreSQL's codes for a lock wait or statement cut short, a full disk, no memory, a lost
+# connection (class 08) and a server shutting down (class 57P).
+UNAVAILABLE_SQLSTATES = ("55P03", "57014", "53100", "53200", "08", "57P")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether a database error means "not now" (locked, full, unreachable) rather than a bug."""
+    if isinstance(error, (OperationalError, InterfaceError, PoolTimeout, OSError)):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        sqlstate = str(getattr(error.orig, "sqlstate", "") or getattr(error.orig, "pgcode", "") or "")
+        return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+    return False
+
+
+class Transactions:
+    """The writer and reader sessions of one engine (see the module docstring)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._writer, self._reader = sessionmakers(engine)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction."""
+        try:
+            async with self._reader() as session, session.begin():
+                yield session
+        except Exception as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailable(str(error)) from error
+            raise
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a write transaction, again when a concurrent writer won a unique-key race."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                async with self._writer() as session, session.begin():
+                    return await work(session)
+            except IntegrityError:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.debug("write conflict, retrying (attempt %d)", attempt)
+            except Exception as error:
+                if is_unavailable(error):
+                    raise DatabaseUnavailable(str(error)) from error
+                raise
+        raise AssertionError("unreachable")
