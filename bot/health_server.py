@@ -79,6 +79,8 @@ class HealthServer:
     async def _serve_metrics(self, request: web.Request) -> web.Response:
         # The format the scraper asks for (Accept): Prometheus's text format, or OpenMetrics.
         encode, content_type = choose_encoder(request.headers.get("Accept"))
+        if (runtime := current_runtime(self._application)) is not None:
+            await self._metrics.refresh(runtime.store.inbox)
         return web.Response(body=encode(self._metrics.registry), headers={"Content-Type": content_type})
 
 

@@ -33,6 +33,8 @@ from bot.conversation_queue import ConversationQueue
 from bot.telegram_errors import error_kind
 from model.errors import ModelBusy, PromptTooLong, ServiceStopped
 from model.types import GenerationResult
+from storage.errors import StorageError
+from storage.inbox import InboxStore
 from storage.types import TurnStatus
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,8 @@ class BotMetrics:
             standard(registry=self.registry)
         registry = self.registry
         self.answers_waiting = Gauge(
-            f"{PREFIX}_answers_waiting", "Answers queued behind the same person's earlier ones",
+            f"{PREFIX}_answers_waiting",
+            "Requests stored and waiting their turn (all processes on this database)",
             registry=registry,
         )
         self.answers_in_flight = Gauge(
@@ -92,9 +95,15 @@ class BotMetrics:
 
     def watch(self, answers: ConversationQueue, backend: object) -> None:
         """Read the queue and the model backend at each scrape (called once the runtime exists)."""
-        self.answers_waiting.set_function(answers.waiting_count)
         self.answers_in_flight.set_function(answers.running_count)
         self.registry.register(ModelStatsCollector(backend))
+
+    async def refresh(self, inbox: InboxStore) -> None:
+        """Before a scrape: what waits is in the database (the inbox), read asynchronously here."""
+        try:
+            self.answers_waiting.set(await inbox.waiting_count())
+        except StorageError as error:  # the health check says so; the last figure stays
+            log.info("could not count the waiting requests: %s", error)
 
     def answer_finished(
         self,

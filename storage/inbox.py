@@ -92,11 +92,16 @@ class InboxStore:
         await self._update([request_id], **values)
 
     async def waiting_count(self) -> int:
+        """Requests not done and not being worked on, in every process: each live claim is one
+        conversation with one request in hand."""
         async with self._transactions.read() as session:
-            count = await session.scalar(
+            not_done = await session.scalar(
                 select(func.count()).select_from(InboxItem).where(InboxItem.status.in_(NOT_DONE))
             )
-            return count or 0
+            in_hand = await session.scalar(
+                select(func.count()).select_from(InboxClaim).where(InboxClaim.expires_at > utc_now())
+            )
+            return max(0, (not_done or 0) - (in_hand or 0))
 
     async def ready_conversations(self, holder: str) -> list[tuple[int, int]]:
         """(chat id, user id) of conversations whose oldest waiting request may be worked on now

@@ -334,7 +334,7 @@ class Store:
 
     async def ping(self) -> None:
         """One trivial query, for health checks: raises when the database does not answer it."""
-        async with self._read() as session, session.begin():
+        async with self._read() as session:
             await session.execute(select(1))
 
     async def stats(self) -> StoreStats:
