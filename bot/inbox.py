@@ -108,8 +108,8 @@ class Inbox:
 
     async def sweep(self, context: ContextTypes.DEFAULT_TYPE | None = None) -> None:
         """JobQueue job: heartbeat, held requests stored, ready conversations started."""
-        inbox = self._runtime.store.inbox
         try:
+            inbox = self._runtime.store.inbox  # raises too while the store is stopped
             await inbox.renew_claims(self.holder, self._lease)
             await self._store_unsaved()
             for chat_id, user_id in await inbox.ready_conversations(self.holder):

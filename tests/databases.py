@@ -6,7 +6,8 @@ A test that takes `database_url` runs once per database in the same pytest run (
 the PostgreSQL runs must happen: there they fail, loudly, rather than vanish when the URL is missing.
 
 The PostgreSQL database is emptied (every table dropped) before and after each test, so it must be
-dedicated to the tests and not shared by runs in parallel. Any test package can use the fixture:
+dedicated to the tests and not shared by runs in parallel. The suite's own workers (pytest-xdist, one
+process per CPU) each get a database of their own on that server, `<name>_<worker>`, made on first use. Any test package can use the fixture:
 `from tests.databases import database_url` in its conftest.py; the bot's end-to-end tests run a chosen
 few on both (`@pytest.mark.both_databases`, tests/bot/conftest.py) through `empty_database`.
 """
@@ -19,7 +20,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, Table
+from sqlalchemy import MetaData, Table, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.database import create_engine
 from storage.schema import Base
@@ -55,7 +58,36 @@ def postgres_url() -> str:
         )
     if not url.startswith(("postgresql", "postgres")):
         pytest.fail(f"{URL_VARIABLE} must be a PostgreSQL URL (postgresql+asyncpg://...)", pytrace=False)
-    return url
+    return for_this_worker(url)
+
+
+def for_this_worker(url: str) -> str:
+    """The database of this test worker on the server `url` names (`url` itself when not in parallel)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:
+        return url
+    parts = make_url(url)
+    return parts.set(database=f"{parts.database}_{worker}").render_as_string(hide_password=False)
+
+
+_databases_made: set[str] = set()
+
+
+async def make_sure_it_exists(url: str) -> None:
+    """CREATE DATABASE for `url` unless the server has it (a worker's database, the first time)."""
+    if url in _databases_made:
+        return
+    name = make_url(url).database
+    server = make_url(url).set(database="postgres")
+    engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            found = await connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not found:
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+    _databases_made.add(url)
 
 
 async def drop_everything(url: str) -> None:
@@ -77,6 +109,7 @@ async def empty_database(kind: str, folder: Path) -> AsyncIterator[str]:
         yield f"sqlite+aiosqlite:///{folder / 'store.sqlite3'}"
         return
     url = postgres_url()
+    await make_sure_it_exists(url)
     await drop_everything(url)
     try:
         yield url
