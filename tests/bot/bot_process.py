@@ -80,13 +80,26 @@ class BotProcess:
         self._process: asyncio.subprocess.Process | None = None
         self.log = ""
 
-    async def start(self, timeout: float = 90, **settings: str) -> BotProcess:
-        """Start it (with these settings on top) and wait until it is polling, its post_init done."""
-        registered = len(self._bot_api.calls_to("setMyCommands"))
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def launch(self, **settings: str) -> BotProcess:
+        """Start it (with these settings on top) without waiting for it to be ready."""
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", cwd=self._cwd, env={**self._environment, **settings},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
+        return self
+
+    async def start(self, timeout: float = 90, **settings: str) -> BotProcess:
+        """Start it (with these settings on top) and wait until it is polling, its post_init done."""
+        registered = len(self._bot_api.calls_to("setMyCommands"))
+        await self.launch(**settings)
         await self._bot_api.wait_for(
             lambda: len(self._bot_api.calls_to("setMyCommands")) > registered or self._process.returncode,
             timeout=timeout,
