@@ -75,8 +75,12 @@ async def ask_a_running_bot(
 class BotProcess:
     """`idefics-bot run` as a child process that a test can stop (SIGTERM) or kill (SIGKILL)."""
 
-    def __init__(self, bot_api: BotApiStandIn, environment: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, bot_api: BotApiStandIn, environment: dict[str, str], cwd: Path,
+        command: tuple[str, ...] = ("bot", "run"),  # the module run with -m, and its arguments
+    ) -> None:
         self._bot_api, self._environment, self._cwd = bot_api, environment, cwd
+        self._command = command
         self._process: asyncio.subprocess.Process | None = None
         self.log = ""
 
@@ -91,7 +95,7 @@ class BotProcess:
     async def launch(self, **settings: str) -> BotProcess:
         """Start it (with these settings on top) without waiting for it to be ready."""
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=self._cwd, env={**self._environment, **settings},
+            sys.executable, "-m", *self._command, cwd=self._cwd, env={**self._environment, **settings},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         return self
