@@ -110,7 +110,9 @@ def build_application(
     post_init = make_post_init(
         settings, model_service_factory or create_model_backend, metrics, request_work(intake)
     )
-    builder = ApplicationBuilder().bot(bot).post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown)
+    builder = (
+        ApplicationBuilder().bot(bot).post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown)
+    )
     seen = SeenUpdates()
     receipts = WebhookReceipts(on_refused=seen.forget) if webhook else None
     if receipts is None:

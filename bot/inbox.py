@@ -56,7 +56,12 @@ class Inbox:
     """Storing requests and starting their work (see the module docstring)."""
 
     def __init__(
-        self, runtime: BotRuntime, bot: Bot, work: Mapping[str, Work], *, receipts: WebhookReceipts | None = None
+        self,
+        runtime: BotRuntime,
+        bot: Bot,
+        work: Mapping[str, Work],
+        *,
+        receipts: WebhookReceipts | None = None,
     ) -> None:
         self._runtime = runtime
         self._bot = bot

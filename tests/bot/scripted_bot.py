@@ -57,7 +57,9 @@ class ScriptedModel:
     async def score_options(self, conversation: Conversation, options: Sequence[str]) -> list[float]:
         return [-float(index) for index, _ in enumerate(options)]
 
-    async def stream(self, conversation: Conversation, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, conversation: Conversation, params: GenerationParams
+    ) -> AsyncIterator[StreamEvent]:
         text = scripted_answer(conversation)
         words = text.split(" ")
         for index, word in enumerate(words):

@@ -133,7 +133,8 @@ async def test_the_webhook_confirms_an_update_only_once_it_is_stored(bot_api, st
     message = {**bot_api.new_message(chat, bot_api.user(USER_ID)), "text": "keep this one"}
     with write_lock_held(database_url):  # the inbox's write waits for the lock (DATABASE_LOCK_TIMEOUT_S 10)
         posting = asyncio.ensure_future(
-            post_update(settings["telegram_webhook_url"], {"update_id": 900002, "message": message}, "stored-first")
+            post_update(settings["telegram_webhook_url"], {"update_id": 900002, "message": message},
+                        "stored-first")
         )
         await asyncio.sleep(1.0)
         assert not posting.done(), "no 200 while the update is not stored yet"

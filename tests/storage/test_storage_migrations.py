@@ -137,7 +137,8 @@ async def test_bots_starting_at_once_on_postgresql_migrate_one_at_a_time(databas
     database at the same moment, and every one ends with the schema at head."""
     engines = [create_engine(database_url) for _ in range(4)]
     try:
-        results = await asyncio.gather(*(upgrade_engine(engine) for engine in engines), return_exceptions=True)
+        upgrades = (upgrade_engine(engine) for engine in engines)
+        results = await asyncio.gather(*upgrades, return_exceptions=True)
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert {await current_revision(engine) for engine in engines} == {head_revision()}
     finally:
