@@ -56,13 +56,14 @@ from bot.logging_setup import install_token_redaction
 from bot.messages import answer_question, on_image, on_other_document, on_text, on_unknown_command
 from bot.metrics import BotMetrics
 from bot.press_answers import answer_press
-from bot.redelivery import make_redelivery_guard
+from bot.redelivery import SeenUpdates, make_redelivery_guard
 from bot.request_codec import ALBUM, NEW, QUESTION, REGENERATE, RETRY, TASK
 from bot.request_runner import Work
 from bot.runtime import current_runtime
 from bot.settings import Settings
 from bot.tasks import Task, command_handler
 from bot.telegram_client import AcknowledgementGate, LenientBot
+from bot.webhook_receipts import ReceiptProcessor, ReceiptQueue, WebhookReceipts, install_receipts
 from bot.webhooks import install_webhook, webhook_options
 
 log = logging.getLogger(__name__)
@@ -109,18 +110,22 @@ def build_application(
     post_init = make_post_init(
         settings, model_service_factory or create_model_backend, metrics, request_work(intake)
     )
-    application = (
-        ApplicationBuilder()
-        .bot(bot)
-        .concurrent_updates(CONCURRENT_UPDATES)
-        .post_init(post_init)
-        .post_stop(post_stop)
-        .post_shutdown(post_shutdown)
-        .build()
+    builder = (
+        ApplicationBuilder().bot(bot).post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown)
     )
+    seen = SeenUpdates()
+    receipts = WebhookReceipts(on_refused=seen.forget) if webhook else None
+    if receipts is None:
+        builder = builder.concurrent_updates(CONCURRENT_UPDATES)
+    else:  # a webhook update is confirmed (200) once handled, and refused (503) if it was not stored
+        builder = builder.update_queue(ReceiptQueue(receipts)).concurrent_updates(
+            ReceiptProcessor(CONCURRENT_UPDATES, receipts)
+        )
+    application = builder.build()
     install_webhook(application, webhook)
+    install_receipts(application, receipts)
     acknowledgement.attach(application.update_queue)
-    add_handlers(application, settings, intake)
+    add_handlers(application, settings, intake, seen)
     return application
 
 
@@ -136,11 +141,13 @@ def request_work(intake: ImageIntake) -> dict[str, Work]:
     }
 
 
-def add_handlers(application: Application, settings: Settings, intake: ImageIntake) -> None:
+def add_handlers(
+    application: Application, settings: Settings, intake: ImageIntake, seen: SeenUpdates | None = None
+) -> None:
     """Route every update type the bot understands to its handler."""
     new_messages = filters.UpdateType.MESSAGE  # edits of old messages are not re-answered
     application.add_handler(chat_migration_handler(), group=-3)  # before anything may stop it
-    application.add_handler(TypeHandler(Update, make_redelivery_guard()), group=-2)
+    application.add_handler(TypeHandler(Update, make_redelivery_guard(seen)), group=-2)
     application.add_handler(TypeHandler(Update, make_access_guard(settings)), group=-1)
     commands = {
         ("start", "help"): help_command,

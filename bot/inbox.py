@@ -5,15 +5,19 @@ its conversation's turn, in this process or in any other one on the same databas
   its update is handled. Its work is queued in the conversation at once, before the first await
   (that fixes the order), and starts once the row is written. If the database can't take it, the
   person is told so, and the request is held in memory (at most MAX_UNSAVED_MESSAGES) until the
-  database is back; later requests of that conversation wait behind it.
+  database is back; later requests of that conversation wait behind it. By webhook it is refused
+  instead (`bot.webhook_receipts`: Telegram keeps it and sends it again, maybe to another process);
+  the person is told once. An update stored before (Telegram sent it again, maybe to another
+  process) is recognised by its `update_id` and not stored twice.
 - A queued job claims the conversation (a lease in the database), works on its oldest waiting
   request (`bot.request_runner`), and gives the claim back once nothing more is queued here for it.
 - `sweep` (a JobQueue job): the heartbeat that renews this process's claims, the retry that stores
   requests held in memory, and the start of work on every conversation with a request ready and no
   live holder: what a restart or a crash left, and replies kept for later whose time has come.
 
-Telegram is only told an update was received (the next getUpdates offset) once its handler has
-finished (`bot.telegram_client`), so a request is stored (or held, and its sender told) before that.
+Telegram is only told an update was received (the next getUpdates offset, or the webhook's 200) once
+its handler has finished (`bot.telegram_client`, `bot.webhook_receipts`), so a request is stored (or
+held, and its sender told) before that.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from bot.incoming import AlbumItem, ReplyTarget, TaskCall
 from bot.request_codec import Request, encode, kind_of
 from bot.request_runner import Work, is_ready, run_request
 from bot.runtime import BotRuntime, runtime_of
+from bot.webhook_receipts import WebhookReceipts
 from storage.errors import DatabaseUnavailable, StorageError
 from storage.schema import utc_now
 from storage.types import NewRequest
@@ -50,9 +55,17 @@ PURGE_EVERY_S = 3600.0
 class Inbox:
     """Storing requests and starting their work (see the module docstring)."""
 
-    def __init__(self, runtime: BotRuntime, bot: Bot, work: Mapping[str, Work]) -> None:
+    def __init__(
+        self,
+        runtime: BotRuntime,
+        bot: Bot,
+        work: Mapping[str, Work],
+        *,
+        receipts: WebhookReceipts | None = None,
+    ) -> None:
         self._runtime = runtime
         self._bot = bot
+        self._receipts = receipts  # by webhook: what could not be stored is refused, not held
         self._work = dict(work)  # what to do for each kind of request (the table is bot.app's)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._lease = timedelta(seconds=runtime.settings.inbox_lease_s)
@@ -60,6 +73,7 @@ class Inbox:
         self._unsaved: list[NewRequest] = []  # the database could not take them yet
         self._fresh: set[ConversationKey] = set()  # a new request came: try kept replies now
         self._told: set[int] = set()  # requests whose sender heard the database is unavailable
+        self._told_refused: set[int] = set()  # updates refused (webhook) whose sender was told
         self._purged_at = float("-inf")
 
     @property
@@ -140,11 +154,19 @@ class Inbox:
 
     async def _store(self, new: NewRequest, target: ReplyTarget) -> None:
         try:
-            await self._runtime.store.inbox.add(new)
+            if await self._runtime.store.inbox.add(new) is None:
+                log.info("update %s was stored before (sent again); handled once", new.update_id)
+                self._runtime.metrics.updates_redelivered.inc()
             return
         except DatabaseUnavailable as error:
             log.warning("could not store a request from chat %s: %s", new.chat_id, error)
-        if len(self._unsaved) < self._runtime.settings.max_unsaved_messages:
+        if self._receipts is not None:
+            self._receipts.refuse(new.update_id)
+            if new.update_id in self._told_refused:
+                return
+            self._told_refused.add(new.update_id)
+            text = texts.CANNOT_SAVE_KEPT
+        elif len(self._unsaved) < self._runtime.settings.max_unsaved_messages:
             self._unsaved.append(new)
             text = texts.CANNOT_SAVE_KEPT
         else:

@@ -28,6 +28,7 @@ from bot.inbox import Inbox, sweep_inbox
 from bot.request_runner import Work
 from bot.runtime import BotRuntime, current_runtime, install_runtime, remove_runtime, runtime_of
 from bot.settings import Settings
+from bot.webhook_receipts import receipts_of
 from bot.webhooks import check_port_is_free, start_receiving, webhook_of
 from model.backend import ModelBackend
 from storage.images import DecodePool
@@ -106,7 +107,7 @@ def make_post_init(
             metrics=metrics,
         )
         metrics.watch(runtime.answers, model)
-        runtime.inbox_ = Inbox(runtime, application.bot, work)
+        runtime.inbox_ = Inbox(runtime, application.bot, work, receipts=receipts_of(application))
         install_runtime(application, runtime)
         await register_commands(application)
         interval = runtime.inbox.sweep_interval_s

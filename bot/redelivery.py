@@ -3,7 +3,10 @@
 Telegram sends a webhook update again when the bot's 200 did not reach it in time (a slow network, a
 proxy that gave up), with the same `update_id`. The guard here runs before every other handler and
 drops an update whose id this process has already seen, so nobody is answered twice. It remembers the
-latest `capacity` ids, far more than Telegram keeps retrying. It is per process and lost at a restart.
+latest `capacity` ids, far more than Telegram keeps retrying. It is per process and lost at a restart;
+with several bot processes behind one URL, a redelivery reaching another process is recognised by
+the database instead (the inbox stores each `update_id` once, `storage.inbox`). An update that could
+not be stored is forgotten here again (`SeenUpdates.forget`), so that its redelivery is let through.
 """
 
 from __future__ import annotations
@@ -38,10 +41,16 @@ class SeenUpdates:
             self._ids.popitem(last=False)
         return True
 
+    def forget(self, update_id: int) -> None:
+        """Let the id through again (its update was not stored, and Telegram will send it again)."""
+        self._ids.pop(update_id, None)
 
-def make_redelivery_guard() -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
+
+def make_redelivery_guard(
+    seen: SeenUpdates | None = None,
+) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
     """A TypeHandler callback for group -2 that stops a repeated update before any handler sees it."""
-    seen = SeenUpdates()
+    seen = seen if seen is not None else SeenUpdates()
 
     async def drop_repeats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Let an update through the first time its id is seen, never again."""

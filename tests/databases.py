@@ -38,6 +38,12 @@ def database_kinds() -> list[str]:
     return ["sqlite", "postgresql"] if os.environ.get(URL_VARIABLE) or in_ci() else ["sqlite"]
 
 
+def postgresql_only() -> list[str]:
+    """Parameters for a test of what only PostgreSQL serves (several bot processes on one database):
+    run wherever the PostgreSQL runs happen, so in CI always."""
+    return [kind for kind in database_kinds() if kind == "postgresql"]
+
+
 def sqlite_only_note() -> str | None:
     """A line for the end of a run that used no PostgreSQL, or None."""
     if "postgresql" in database_kinds():

@@ -75,18 +75,35 @@ async def ask_a_running_bot(
 class BotProcess:
     """`idefics-bot run` as a child process that a test can stop (SIGTERM) or kill (SIGKILL)."""
 
-    def __init__(self, bot_api: BotApiStandIn, environment: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, bot_api: BotApiStandIn, environment: dict[str, str], cwd: Path,
+        command: tuple[str, ...] = ("bot", "run"),  # the module run with -m, and its arguments
+    ) -> None:
         self._bot_api, self._environment, self._cwd = bot_api, environment, cwd
+        self._command = command
         self._process: asyncio.subprocess.Process | None = None
         self.log = ""
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def launch(self, **settings: str) -> BotProcess:
+        """Start it (with these settings on top) without waiting for it to be ready."""
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", *self._command, cwd=self._cwd, env={**self._environment, **settings},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        return self
 
     async def start(self, timeout: float = 90, **settings: str) -> BotProcess:
         """Start it (with these settings on top) and wait until it is polling, its post_init done."""
         registered = len(self._bot_api.calls_to("setMyCommands"))
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=self._cwd, env={**self._environment, **settings},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
+        await self.launch(**settings)
         await self._bot_api.wait_for(
             lambda: len(self._bot_api.calls_to("setMyCommands")) > registered or self._process.returncode,
             timeout=timeout,

@@ -3,16 +3,21 @@ the way Telegram does (setWebhook at start, a JSON POST per update with the secr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from bot import texts
 from standin.telegram.webhooks import SECRET_HEADER
+from storage.database import create_engine
+from storage.schema import InboxItem
 from storage.types import TurnStatus
 from tests.bot.conftest import answers_settled, free_port, image_bytes, runtime
+from tests.bot.test_database_unavailable import write_lock_held
 
 USER_ID = 1001
 
@@ -109,3 +114,55 @@ async def test_the_bot_switches_between_webhook_and_polling_across_restarts(bot_
         await bot_api.wait_for_bot_message(chat, count=count)
         await answers_settled(application)
         await start_bot.stop(application)
+
+
+async def stored_update_ids(database_url: str) -> set[int]:
+    """The update ids in the inbox, read by another connection (as another process would)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return set((await connection.scalars(select(InboxItem.update_id))).all())
+    finally:
+        await engine.dispose()
+
+
+async def test_the_webhook_confirms_an_update_only_once_it_is_stored(bot_api, start_bot, database_url):
+    settings = webhook_settings(webhook_secret="stored-first")
+    await start_bot(**settings)
+    chat = bot_api.private_chat(USER_ID)
+    message = {**bot_api.new_message(chat, bot_api.user(USER_ID)), "text": "keep this one"}
+    with write_lock_held(database_url):  # the inbox's write waits for the lock (DATABASE_LOCK_TIMEOUT_S 10)
+        posting = asyncio.ensure_future(
+            post_update(settings["telegram_webhook_url"], {"update_id": 900002, "message": message},
+                        "stored-first")
+        )
+        await asyncio.sleep(1.0)
+        assert not posting.done(), "no 200 while the update is not stored yet"
+    assert await asyncio.wait_for(posting, 15) == 200
+    assert 900002 in await stored_update_ids(database_url), "stored before the 200"
+    [answer] = await bot_api.wait_for_bot_message(chat)
+    assert answer.text
+
+
+async def test_an_update_that_cannot_be_stored_is_refused_and_answered_when_telegram_sends_it_again(
+    bot_api, start_bot, database_url
+):
+    application = await start_bot(**webhook_settings(database_lock_timeout_s=0.3, inbox_lease_s=1.5))
+    chat, user = bot_api.private_chat(USER_ID), bot_api.user(USER_ID)
+    with write_lock_held(database_url):
+        await bot_api.send_text(chat, user, "are you there?")
+        [notice] = await bot_api.wait_for_bot_message(chat)
+        await bot_api.wait_for(lambda: len(bot_api.webhook.attempts) >= 2)
+    assert notice.text == texts.CANNOT_SAVE_KEPT
+    assert runtime(application).inbox.unsaved_count == 0, "Telegram keeps it, not the bot's memory"
+
+    _, answer = await bot_api.wait_for_bot_message(chat, count=2, timeout=30)
+    await answers_settled(application)
+    await bot_api.wait_quiet(quiet=0.5)
+    statuses = [attempt.status for attempt in bot_api.webhook.attempts]
+    assert statuses[-1] == 200 and set(statuses[:-1]) == {503}, statuses
+    assert len(bot_api.bot_messages(chat)) == 2, "told once, answered once"
+    store = runtime(application).store
+    question, reply = await store.history((await store.active_conversation(chat.id, USER_ID)).id)
+    assert (question.text, reply.status, reply.message_ids) == ("are you there?", TurnStatus.COMPLETE,
+                                                                (answer.message_id,))

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import asyncio
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -29,6 +31,7 @@ from storage.migrations import (
 from storage.schema import Base, User
 from storage.store import Store
 from storage.types import TurnStatus
+from tests.databases import postgresql_only
 
 SEEDED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 # Column types and server defaults count too: the migrated schema must be the models' on every database.
@@ -126,6 +129,21 @@ async def test_upgrade_from_an_empty_database_matches_the_models(database_url):
 
     assert differences == []
     assert tables == set(Base.metadata.tables) | {"alembic_version"}
+
+
+@pytest.mark.parametrize("database_url", postgresql_only(), indirect=True)
+async def test_bots_starting_at_once_on_postgresql_migrate_one_at_a_time(database_url):
+    """Each engine is a separate server session, as each bot process is: all of them upgrade a blank
+    database at the same moment, and every one ends with the schema at head."""
+    engines = [create_engine(database_url) for _ in range(4)]
+    try:
+        upgrades = (upgrade_engine(engine) for engine in engines)
+        results = await asyncio.gather(*upgrades, return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert {await current_revision(engine) for engine in engines} == {head_revision()}
+    finally:
+        for engine in engines:
+            await engine.dispose()
 
 
 @pytest.mark.parametrize("revision", list(SEEDERS))
