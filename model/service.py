@@ -6,6 +6,8 @@ arrived requests to it, so a new question starts being answered at the next step
 everyone else's answers, up to `max_batch_size` rows at a time. Deltas and results travel back to each
 request's asyncio queue with `call_soon_threadsafe`, so nothing on the event loop ever waits for the model.
 A failure fails only the requests it hits; see model/worker.py for how retries keep text from repeating.
+The worker owns the prefix KV cache (`prefix_cache_bytes`, sized at start) and reads long prompts in
+chunks of `prefill_chunk_tokens` between steps (README, Performance: the serving engine).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from model.backend import BackendHealth
 from model.errors import PromptTooLong, ServiceStopped
 from model.image_features import ImageFeatureCache
 from model.loaded import LoadedModel
+from model.prefix_cache import PrefixCache, prefix_cache_budget
 from model.prompt import PromptBuilder
 from model.requests import GenerationRequest, ScoringJob
 from model.scoring import OptionScore, continuation_ids
@@ -51,6 +54,8 @@ class ModelService:
         max_images: int = 4,
         batch_window_s: float = 0.01,
         image_cache_size: int = 32,
+        prefix_cache_bytes: int | None = None,
+        prefill_chunk_tokens: int = 256,
     ) -> None:
         self._loaded = loaded
         self._builder = PromptBuilder(loaded, max_images)
@@ -62,6 +67,10 @@ class ModelService:
         self._stats = StatsRecorder()
         # Encoder outputs of recently seen images (by ImagePart.key); 0 turns the cache off.
         self._image_cache = ImageFeatureCache(image_cache_size) if image_cache_size > 0 else None
+        # Prompt KV kept for reuse across turns and chats: None sizes it from free memory, 0 turns it off.
+        self._prefix_cache_bytes = prefix_cache_bytes
+        # Most prompt tokens prefilled between two decode steps; 0 prefills a whole prompt at once.
+        self._prefill_chunk_tokens = max(0, prefill_chunk_tokens)
 
     @property
     def loaded(self) -> LoadedModel:
@@ -70,6 +79,15 @@ class ModelService:
     @property
     def max_positions(self) -> int:
         return self._loaded.max_positions
+
+    @property
+    def prefix_cache_bytes(self) -> int | None:
+        """The prefix cache's byte budget as asked for (None: sized from free memory at start; 0: off)."""
+        return self._prefix_cache_bytes
+
+    @property
+    def prefill_chunk_tokens(self) -> int:
+        return self._prefill_chunk_tokens
 
     @property
     def running(self) -> bool:
@@ -94,9 +112,16 @@ class ModelService:
             self._stats,
             max_batch_size=self._max_batch_size,
             image_cache=self._image_cache,
+            prefix_cache=self._make_prefix_cache(),
+            prefill_chunk_tokens=self._prefill_chunk_tokens,
         )
         self._thread = threading.Thread(target=worker.run, name="model-worker", daemon=True)
         self._thread.start()
+
+    def _make_prefix_cache(self) -> PrefixCache | None:
+        budget = prefix_cache_budget(self._prefix_cache_bytes, self._loaded.device)
+        logger.info("prefix cache: %d MiB", budget // 2**20)
+        return PrefixCache(budget) if budget > 0 else None
 
     async def stop(self) -> None:
         """Cancel what is running (it ends within a step), abandon what waits, and join the worker."""
