@@ -32,7 +32,7 @@ from bot.downloads import fetch_image
 from bot.errors import ImageDownloadFailed, ImageTooLarge
 from bot.incoming import IncomingMessage, ReplyTarget
 from bot.outbox import Outbox
-from bot.previews import AnswerPreview
+from bot.previews import AnswerPreview, show_typing
 from bot.prompting import build_conversation
 from bot.runtime import BotRuntime
 from model.backend import ModelBackend
@@ -63,10 +63,18 @@ PLAIN_ANSWER = AnswerOptions()
 async def answer_message(
     runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage, options: AnswerOptions = PLAIN_ANSWER
 ) -> None:
-    """Store the message as a user turn, then answer it (or apologise for what went wrong)."""
-    conversation_id = await store_question(runtime, outbox, incoming)
-    if conversation_id is not None:
-        await generate_answer(runtime, outbox, conversation_id, incoming.target, options)
+    """Store the message as a user turn, then answer it (or apologise for what went wrong).
+    "typing…" shows at once, while the image is still being fetched."""
+    delivery = _answer_delivery(runtime, outbox, incoming.target)
+    typing = asyncio.create_task(show_typing(delivery), name="typing-on-receipt")
+    try:
+        conversation_id = await store_question(runtime, outbox, incoming)
+        if conversation_id is not None:
+            await generate_answer(runtime, outbox, conversation_id, incoming.target, options, delivery=delivery)
+    finally:
+        if not typing.done():
+            typing.cancel()
+        await asyncio.wait([typing])
 
 
 async def store_question(runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage) -> int | None:
@@ -100,14 +108,20 @@ async def generate_answer(
     conversation_id: int,
     target: ReplyTarget,
     options: AnswerOptions = PLAIN_ANSWER,
+    *,
+    delivery: Delivery | None = None,
 ) -> bool:
-    """Answer the newest user turn of a conversation; False if there was nothing to answer."""
-    history = await runtime.store.history(conversation_id)
-    preamble, params = await _generation_setup(runtime, target.chat_id, options)
-    conversation = await runtime.store.decode_pool.run(build_conversation, history, preamble)
+    """Answer the newest user turn of a conversation; False if there was nothing to answer.
+    `delivery`: the answer's way into the chat, if one was made for it already (to show "typing…")."""
+    store = runtime.store
+    # Two reads that don't depend on each other: the model starts once both are in.
+    history, (preamble, params) = await asyncio.gather(
+        store.history(conversation_id), _generation_setup(runtime, target.chat_id, options)
+    )
+    conversation = await store.decode_pool.run(build_conversation, history, preamble, store.pictures)
     if conversation is None:
         return False
-    delivery = outbox.delivery(target, min_interval_s=runtime.settings.stream_edit_interval_s)
+    delivery = delivery or _answer_delivery(runtime, outbox, target)
     async with assistant_turn(runtime, outbox, conversation_id, delivery) as outcome:
         async with AnswerPreview(delivery) as preview:
             shape = options.shape_text or _as_written
@@ -302,3 +316,7 @@ async def _generation_setup(
 
 def _as_written(text: str) -> str:
     return text
+
+
+def _answer_delivery(runtime: BotRuntime, outbox: Outbox, target: ReplyTarget) -> Delivery:
+    return outbox.delivery(target, min_interval_s=runtime.settings.stream_edit_interval_s)

@@ -24,6 +24,7 @@ from storage.database import DEFAULT_LOCK_TIMEOUT_S, create_engine, erase_traces
 from storage.errors import NotFound, StorageError
 from storage.images import DEFAULT_MAX_SIDE, DecodePool
 from storage.inbox import InboxStore
+from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
     append_turn,
@@ -69,11 +70,14 @@ class Store:
         max_image_side: int = DEFAULT_MAX_SIDE,
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
         decode_pool: DecodePool | None = None,
+        pictures: PictureCache | None = None,
     ) -> None:
         self.database_url = database_url
         self.max_image_side = max_image_side
         self.lock_timeout_s = lock_timeout_s
         self.decode_pool = decode_pool or DecodePool()
+        # Decoded pictures of recent questions, for their conversations' next turns.
+        self.pictures = pictures if pictures is not None else PictureCache()
         self._transactions: Transactions | None = None
         self._inbox: InboxStore | None = None
 
@@ -205,6 +209,8 @@ class Store:
                     session, image, given.file_unique_id, hashlib.sha256(given.data).hexdigest()
                 )
                 turn.image_links.append(TurnImage(position=index, image=row))
+                if image.picture is not None:
+                    self.pictures.put(row.sha256, image.picture)
             await session.flush()
             await link_turn_messages(session, turn, conversation.chat_id, message_ids)
             return convert.stored_turn(turn)
@@ -349,6 +355,7 @@ class Store:
         their waiting requests, and images nobody else references; then leave no readable copy
         of any of it in the database files. Returns the number of rows removed."""
         removed = await self._write(lambda session: cleanup.forget_user_rows(session, user_id))
+        self.pictures.clear()
         await erase_traces(self._started().engine)
         return removed
 
@@ -361,9 +368,12 @@ class Store:
         """Delete conversations idle for longer than `older_than` and images left unreferenced.
         Returns how many conversations were removed."""
         cutoff = utc_now() - older_than
-        return await self._write(
+        removed = await self._write(
             lambda session: cleanup.purge_conversations_idle_since(session, cutoff)
         )
+        if removed:
+            self.pictures.clear()
+        return removed
 
     # -- settings ----------------------------------------------------------------------------
 
