@@ -27,6 +27,7 @@ class ScriptedAnswer:
     question: str
     text: str
     started_at: float
+    first_token_at: float = 0.0
     last_token_at: float = 0.0
 
 
@@ -64,6 +65,7 @@ class ScriptedModel:
                 await asyncio.sleep(self.token_delay_s)
             answer.text += piece
             answer.last_token_at = time.time()
+            answer.first_token_at = answer.first_token_at or answer.last_token_at
             yield TextDelta(piece)
         total = answer.last_token_at - answer.started_at
         yield GenerationResult(answer.text, FinishReason.LENGTH, 1, count, None, total)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 from storage import chat_moves, cleanup, convert
 from storage.database import DEFAULT_LOCK_TIMEOUT_S, create_engine, erase_traces
 from storage.errors import NotFound, StorageError
-from storage.images import DEFAULT_MAX_SIDE, DecodePool
+from storage.images import DEFAULT_MAX_SIDE, DecodePool, NormalisedImage
 from storage.inbox import InboxStore
 from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
@@ -183,13 +183,16 @@ class Store:
         *,
         status: TurnStatus = TurnStatus.COMPLETE,
         inbox_item_id: int | None = None,
+        normalised: Sequence[NormalisedImage] | None = None,
     ) -> StoredTurn:
         """Append a user turn with its images (normalised, de-duplicated) in one transaction.
         Raises ImageRejected before writing anything if an image is unreadable. Stored once per
-        inbox request: asked again for the same `inbox_item_id`, it returns the turn it stored."""
-        normalised = await self.decode_pool.normalise(
-            [image.data for image in images], self.max_image_side
-        )
+        inbox request: asked again for the same `inbox_item_id`, it returns the turn it stored.
+        `normalised`: the images already normalised (`normalise`), one for each of `images`."""
+        if normalised is None:
+            normalised = await self.normalise(images)
+        elif len(normalised) != len(images):
+            raise ValueError("one normalised image is needed for each image")
 
         async def work(session: AsyncSession) -> StoredTurn:
             if inbox_item_id is not None:
@@ -216,6 +219,10 @@ class Store:
             return convert.stored_turn(turn)
 
         return await self._write(work)
+
+    async def normalise(self, images: Sequence[ImageInput]) -> list[NormalisedImage]:
+        """The images as the store keeps them (on the decode pool); raises ImageRejected."""
+        return await self.decode_pool.normalise([image.data for image in images], self.max_image_side)
 
     async def open_assistant_turn(
         self, conversation_id: int, *, inbox_item_id: int | None = None
