@@ -14,13 +14,13 @@ KEYS = ("overhead_median_s", "overhead_p95_s", "last_token_to_final_s", "updates
 
 
 def test_the_bench_prints_its_figures_as_json_on_the_last_line(tiny_checkpoint, capsys):
-    main(["--checkpoint", str(tiny_checkpoint), "--answers", "2", "--new-tokens", "4",
-          "--users", "10", "--messages", "2"])
+    main(["--checkpoint", str(tiny_checkpoint), "--answers", "1", "--new-tokens", "4",
+          "--users", "5", "--messages", "2"])
     lines = capsys.readouterr().out.strip().splitlines()
     figures = json.loads(lines[-1])
     for key in KEYS:
         assert isinstance(figures[key], (int, float)) and not isinstance(figures[key], bool), key
-    assert figures["updates_per_s"] > 0 and figures["updates"] == 20
+    assert figures["updates_per_s"] > 0 and figures["updates"] == 10
     assert 0 <= figures["last_token_to_final_s"] < 5
 
 
