@@ -33,10 +33,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bot.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="model directory (default: make one of --size)")
     parser.add_argument("--size", choices=("tiny", "small"), default="small", help="checkpoint to make")
-    parser.add_argument("--answers", type=int, default=20, help="photos answered per model (default 20)")
+    parser.add_argument("--answers", type=int, default=10, help="photos answered per model (default 10)")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per answer (default 64)")
     parser.add_argument("--users", type=int, default=100, help="people writing at once (default 100)")
-    parser.add_argument("--messages", type=int, default=3, help="texts each of them sends (default 3)")
+    parser.add_argument("--messages", type=int, default=2, help="texts each of them sends (default 2)")
     return parser.parse_args(argv)
 
 
@@ -50,13 +50,16 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | 
     async def instant(settings: Settings) -> ModelBackend:
         return ScriptedModel(tokens=args.new_tokens)
 
+    _progress(f"answering {args.answers} photos with the {args.size} checkpoint")
     real = await answer_latency(
         workdir, create_model_backend, answers=args.answers, new_tokens=args.new_tokens,
         model_id=str(checkpoint), model_dtype="float32",
     )
+    _progress(f"answering {args.answers} photos with the instant model")
     scripted = await answer_latency(
         workdir, instant, answers=args.answers, new_tokens=args.new_tokens, user_offset=args.answers
     )
+    _progress(f"{args.users} people sending {args.messages} texts each, at once")
     updates_per_s = await throughput(workdir, users=args.users, messages=args.messages)
     last_token = real.last_token_to_final + scripted.last_token_to_final
     return {
@@ -67,6 +70,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | 
         "last_token_to_final_p95_s": _round(p95(last_token)),
         "update_to_first_text_median_s": _round(statistics.median(real.first_text)),
         "bare_generation_median_s": _round(statistics.median(real.bare)),
+        "outside_model_median_s": _round(statistics.median(real.outside_model)),
+        "outside_model_p95_s": _round(p95(real.outside_model)),
         "instant_overhead_median_s": _round(statistics.median(scripted.overhead)),
         "instant_overhead_p95_s": _round(p95(scripted.overhead)),
         "instant_update_to_first_text_median_s": _round(statistics.median(scripted.first_text)),
@@ -76,6 +81,10 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | 
         "users": args.users,
         "updates": args.users * args.messages,
     }
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def p95(values: Sequence[float]) -> float:
@@ -90,7 +99,10 @@ def _round(seconds: float) -> float:
 
 def report(figures: dict, runs: dict[str, LatencyRun] | None = None) -> None:
     print(f"overhead over bare generation (tiny model): median {figures['overhead_median_s']:.3f} s, "
-          f"p95 {figures['overhead_p95_s']:.3f} s (bare generation {figures['bare_generation_median_s']:.3f} s)")
+          f"p95 {figures['overhead_p95_s']:.3f} s "
+          f"(bare generation {figures['bare_generation_median_s']:.3f} s)")
+    print(f"time outside the model (tiny model): median {figures['outside_model_median_s']:.3f} s, "
+          f"p95 {figures['outside_model_p95_s']:.3f} s")
     print(f"overhead (instant model): median {figures['instant_overhead_median_s']:.3f} s, "
           f"p95 {figures['instant_overhead_p95_s']:.3f} s")
     print(f"update -> first visible text: {figures['update_to_first_text_median_s']:.3f} s (tiny), "

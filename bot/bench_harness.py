@@ -60,7 +60,9 @@ class TimedBackend:
     async def score_options(self, conversation: Conversation, options: Sequence[str]) -> list[float]:
         return await self.inner.score_options(conversation, options)
 
-    async def stream(self, conversation: Conversation, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, conversation: Conversation, params: GenerationParams
+    ) -> AsyncIterator[StreamEvent]:
         answer = TimedAnswer(conversation, params, time.time())
         self.answers.append(answer)
         async with contextlib.aclosing(self.inner.stream(conversation, params)) as events:
@@ -72,7 +74,9 @@ class TimedBackend:
                 yield event
 
 
-async def bare_generation_s(backend: ModelBackend, conversation: Conversation, params: GenerationParams) -> float:
+async def bare_generation_s(
+    backend: ModelBackend, conversation: Conversation, params: GenerationParams
+) -> float:
     """Seconds the backend alone takes to write the whole answer (the yardstick)."""
     started = time.perf_counter()
     async with contextlib.aclosing(backend.stream(conversation, params)) as events:

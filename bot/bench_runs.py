@@ -5,7 +5,9 @@
   the person sees (a draft or the message), from the model's last token to the final message
   reaching the Bot API, and the bot's overhead: the update-to-final-message time less the same
   generation run bare, on the same backend, right after (so the model's caches are warm for the
-  yardstick, never for the bot: the overhead is not understated).
+  yardstick, never for the bot: the overhead is not understated). Also the bot's time outside the
+  model in the same run (update→model start, plus last token→final message), which a busy machine's
+  swings in generation time do not blur as they blur a difference of two runs.
 - `throughput`: `users` people each send `messages` texts at once, answered by an instant model;
   updates per second from the first update to the last answer, after checking that every message
   got its answer and each person's answers came in the order of their questions (else it raises).
@@ -43,6 +45,7 @@ class LatencyRun:
     first_text: list[float] = field(default_factory=list)
     last_token_to_final: list[float] = field(default_factory=list)
     bare: list[float] = field(default_factory=list)
+    outside_model: list[float] = field(default_factory=list)  # update→model start + last token→final
 
 
 async def answer_latency(
@@ -81,6 +84,7 @@ async def answer_latency(
             run.overhead.append(final.time - sent_at - bare)
             run.first_text.append(min([final.time, *drafts]) - sent_at)
             run.last_token_to_final.append(final.time - (answer.last_token_at or final.time))
+            run.outside_model.append(answer.started_at - sent_at + run.last_token_to_final[-1])
     return run
 
 

@@ -34,7 +34,9 @@ class ScriptedAnswer:
 class ScriptedModel:
     """A model backend that echoes the question and adds `tokens` words, paced (see module doc)."""
 
-    def __init__(self, *, tokens: int = 8, token_delay_s: float = 0.0, first_token_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, *, tokens: int = 8, token_delay_s: float = 0.0, first_token_delay_s: float = 0.0
+    ) -> None:
         self.tokens = tokens
         self.token_delay_s = token_delay_s
         self.first_token_delay_s = first_token_delay_s
@@ -52,7 +54,9 @@ class ScriptedModel:
     async def score_options(self, conversation: Conversation, options: Sequence[str]) -> list[float]:
         return [-float(index) for index, _ in enumerate(options)]  # the first option wins
 
-    async def stream(self, conversation: Conversation, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, conversation: Conversation, params: GenerationParams
+    ) -> AsyncIterator[StreamEvent]:
         question = _question(conversation)
         answer = ScriptedAnswer(question, "", time.time())
         self.answers.append(answer)
