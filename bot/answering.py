@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot import texts
 from bot.answer_keyboard import keyboard
@@ -32,7 +32,7 @@ from bot.downloads import fetch_image
 from bot.errors import ImageDownloadFailed, ImageTooLarge
 from bot.incoming import IncomingMessage, ReplyTarget
 from bot.outbox import Outbox
-from bot.previews import AnswerPreview
+from bot.previews import AnswerPreview, show_typing
 from bot.prompting import build_conversation
 from bot.runtime import BotRuntime
 from model.backend import ModelBackend
@@ -40,7 +40,8 @@ from model.errors import GenerationFailed, ModelError
 from model.types import (Busy, Conversation, FinishReason, GenerationParams, GenerationResult, Preamble,
                          TextDelta)
 from storage.errors import ImageRejected, StorageError
-from storage.types import TurnStatus
+from storage.images import NormalisedImage
+from storage.types import ImageInput, StoredTurn, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +64,84 @@ PLAIN_ANSWER = AnswerOptions()
 async def answer_message(
     runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage, options: AnswerOptions = PLAIN_ANSWER
 ) -> None:
-    """Store the message as a user turn, then answer it (or apologise for what went wrong)."""
-    conversation_id = await store_question(runtime, outbox, incoming)
-    if conversation_id is not None:
-        await generate_answer(runtime, outbox, conversation_id, incoming.target, options)
+    """Store the message as a user turn, then answer it (or apologise for what went wrong).
+    "typing…" shows at once, while the image is still being fetched."""
+    delivery = _answer_delivery(runtime, outbox, incoming.target)
+    typing = asyncio.create_task(show_typing(delivery), name="typing-on-receipt")
+    try:
+        question = await _store_question(runtime, outbox, incoming)
+        if question is not None:
+            await generate_answer(
+                runtime, outbox, question.conversation_id, incoming.target, options,
+                delivery=delivery, history=question.history,
+            )
+    finally:
+        if not typing.done():
+            typing.cancel()
+        await asyncio.wait([typing])
 
 
 async def store_question(runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage) -> int | None:
     """Store the message as a user turn with its images; its conversation's id, or None (and an
     apology sent, the words kept as a FAILED turn) when an image could not be had. A question the
     request stored before (a restart interrupted its answer) is not stored or downloaded again."""
+    question = await _store_question(runtime, outbox, incoming)
+    return None if question is None else question.conversation_id
+
+
+@dataclass(frozen=True)
+class _StoredQuestion:
+    conversation_id: int
+    history: list[StoredTurn] | None = None  # the conversation with the question, when it is known
+
+
+async def _store_question(
+    runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage
+) -> _StoredQuestion | None:
+    """`store_question`, also handing on the conversation's history when it read it anyway. The
+    conversation (and its history) and the images are fetched at the same time."""
     store = runtime.store
     if outbox.request_id is not None:
-        earlier = [turn for turn in await store.turns_for_request(outbox.request_id) if turn.role == "user"]
+        turns = outbox.request_turns
+        if turns is None:
+            turns = await store.turns_for_request(outbox.request_id)
+        earlier = [turn for turn in turns if turn.role == "user"]
         if earlier:
-            return earlier[0].conversation_id if earlier[0].status is TurnStatus.COMPLETE else None
-    await store.touch(incoming.user, incoming.chat)
-    conversation = await store.active_conversation(incoming.chat.id, incoming.user.id)
-    limit = runtime.settings.max_image_bytes
+            done = earlier[0].status is TurnStatus.COMPLETE
+            return _StoredQuestion(earlier[0].conversation_id) if done else None
+
+    async def conversation_so_far() -> tuple[int, list[StoredTurn]]:
+        await store.touch(incoming.user, incoming.chat)
+        conversation = await store.active_conversation(incoming.chat.id, incoming.user.id)
+        return conversation.id, await store.history(conversation.id)
+
+    async def images() -> tuple[list[ImageInput], list[NormalisedImage]]:
+        limit = runtime.settings.max_image_bytes
+        fetched = list(await asyncio.gather(
+            *(fetch_image(outbox.bot, store, source, limit) for source in incoming.images)
+        ))
+        return fetched, await store.normalise(fetched)
+
+    (conversation_id, history), fetched = await asyncio.gather(
+        conversation_so_far(), images(), return_exceptions=True
+    )
+    if isinstance(conversation_id, BaseException):
+        raise conversation_id
     turn = dict(message_ids=incoming.message_ids, inbox_item_id=outbox.request_id)
     try:
-        images = [await fetch_image(outbox.bot, store, source, limit) for source in incoming.images]
-        await store.add_user_turn(conversation.id, incoming.text, images, **turn)
+        if isinstance(fetched, BaseException):
+            raise fetched
+        question = await store.add_user_turn(
+            conversation_id, incoming.text, fetched[0], normalised=fetched[1], **turn
+        )
     except (ImageTooLarge, ImageDownloadFailed, ImageRejected) as problem:
         log.info("could not take the image of a question in chat %s: %s", incoming.chat.id, problem)
         # Keep the person's words even though their image is missing; FAILED keeps it out of prompts.
-        await store.add_user_turn(conversation.id, incoming.text, (), status=TurnStatus.FAILED, **turn)
+        await store.add_user_turn(conversation_id, incoming.text, (), status=TurnStatus.FAILED, **turn)
         await outbox.send(incoming.target, apology_for(problem))
         return None
-    return conversation.id
+    # This process holds the conversation: nothing else was written to it meanwhile.
+    return _StoredQuestion(conversation_id, [*history, question])
 
 
 async def generate_answer(
@@ -100,15 +150,27 @@ async def generate_answer(
     conversation_id: int,
     target: ReplyTarget,
     options: AnswerOptions = PLAIN_ANSWER,
+    *,
+    delivery: Delivery | None = None,
+    history: list[StoredTurn] | None = None,
 ) -> bool:
-    """Answer the newest user turn of a conversation; False if there was nothing to answer."""
-    history = await runtime.store.history(conversation_id)
-    preamble, params = await _generation_setup(runtime, target.chat_id, options)
-    conversation = await runtime.store.decode_pool.run(build_conversation, history, preamble)
+    """Answer the newest user turn of a conversation; False if there was nothing to answer.
+    `delivery`: the answer's way into the chat, if one was made for it already (to show "typing…");
+    `history`: the conversation's turns, if just read."""
+    store = runtime.store
+    if history is None:
+        history = await store.history(conversation_id)
+    conversation = await store.decode_pool.run(build_conversation, history, None, store.pictures)
     if conversation is None:
         return False
-    delivery = outbox.delivery(target, min_interval_s=runtime.settings.stream_edit_interval_s)
-    async with assistant_turn(runtime, outbox, conversation_id, delivery) as outcome:
+    # Neither waits for the other: the model starts once both are in.
+    (preamble, params), turn = await asyncio.gather(
+        _generation_setup(runtime, target.chat_id, options),
+        store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id),
+    )
+    conversation = replace(conversation, preamble=preamble)
+    delivery = delivery or _answer_delivery(runtime, outbox, target)
+    async with assistant_turn(runtime, outbox, conversation_id, delivery, opened=turn) as outcome:
         async with AnswerPreview(delivery) as preview:
             shape = options.shape_text or _as_written
             await _write(runtime.model, conversation, params, shape, preview, outcome)
@@ -165,11 +227,16 @@ class AnswerOutcome:
 
 @contextlib.asynccontextmanager
 async def assistant_turn(
-    runtime: BotRuntime, outbox: Outbox, conversation_id: int, delivery: Delivery | None = None
+    runtime: BotRuntime,
+    outbox: Outbox,
+    conversation_id: int,
+    delivery: Delivery | None = None,
+    *,
+    opened: StoredTurn | None = None,
 ) -> AsyncIterator[AnswerOutcome]:
-    """Open the answer's turn; whatever happens inside, record how it ended, even when cancelled.
-    The messages `delivery` creates are linked to the turn as they appear."""
-    turn = await runtime.store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id)
+    """Open the answer's turn (unless `opened` already); whatever happens inside, record how it
+    ended, even when cancelled. The messages `delivery` creates are linked to the turn as they appear."""
+    turn = opened or await runtime.store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id)
     outcome = AnswerOutcome(turn_id=turn.id)
     if delivery is not None:
 
@@ -302,3 +369,7 @@ async def _generation_setup(
 
 def _as_written(text: str) -> str:
     return text
+
+
+def _answer_delivery(runtime: BotRuntime, outbox: Outbox, target: ReplyTarget) -> Delivery:
+    return outbox.delivery(target, min_interval_s=runtime.settings.stream_edit_interval_s)

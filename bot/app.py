@@ -102,7 +102,9 @@ def build_application(
         base_file_url=settings.bot_api_file_url,
         request=HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE),
         get_updates_request=HTTPXRequest(),
-        rate_limiter=AIORateLimiter(max_retries=RATE_LIMIT_RETRIES),
+        rate_limiter=AIORateLimiter(
+            overall_max_rate=settings.telegram_max_messages_per_s, max_retries=RATE_LIMIT_RETRIES
+        ),
         on_api_error=metrics.telegram_api_error,
         acknowledgement_gate=acknowledgement,
     )

@@ -6,7 +6,8 @@ messages the answer already has there. Every write of the answer, previews inclu
 (`bot.previews`), goes through it, and every Bot API error it meets is judged in one place,
 `Delivery.judge`:
 
-- 429 `RetryAfter`: wait as long as Telegram asks, then write again;
+- 429 `RetryAfter`: wait as long as Telegram asks, then write again (a draft's 429 holds back only
+  drafts: Telegram counts drafts apart from messages);
 - a network error or a 5xx: wait, longer each time (1 s, 2 s, 4 s… up to the policy's
   `max_backoff_s`), then write again;
 - the chat moved to a supergroup: write again there;
@@ -21,6 +22,12 @@ message (the stale preview is deleted, so no truncated preview is left behind). 
 for as long as a real outage may last (`DeliveryPolicy.give_up_after_s`, minutes); then `deliver`
 stops with `outcome` LATER and the part not yet shown (`unsent_text`) is for the caller to keep and
 deliver later (`bot.outbox`). Nothing but `asyncio.CancelledError` escapes.
+
+Drafts and messages have separate budgets: drafts are paced by their own clock, messages by theirs,
+so the final text never waits for the draft clock. The final text's first write (the new message, or
+the edit of the growing one) goes out at once, held back only by a wait Telegram asked for; in groups
+PTB's `AIORateLimiter` (bot.app) holds it as long as the group's 20 messages a minute require and no
+longer. Only its further pieces keep the answer's pace (`min_interval_s`).
 
 Everything is plain text (no parse_mode), so model output can never break entity parsing.
 """
@@ -111,19 +118,28 @@ class Delivery:
         self.on_new_message: Callable[[int], None] | None = None
         self._texts: list[str] = []  # their texts
         self._not_before = 0.0  # monotonic time before which Telegram asked us not to write
-        self._last_write = float("-inf")
+        self._drafts_not_before = 0.0  # the same for drafts, which Telegram counts on their own
+        self._last_message = float("-inf")  # the last send or edit of a message
+        self._last_draft = float("-inf")
+        self.last_typing = float("-inf")  # the last "typing…" sent (bot.previews refreshes it)
         self._network_failures = 0  # in a row: the backoff grows with them
         self._give_up_at = float("inf")
         self._stale_previews: list[int] = []  # previews replaced by a new message, to delete
 
     # ---- the one ladder --------------------------------------------------------------------
 
-    def judge(self, error: TelegramError) -> Verdict:
-        """Take in what a refused write says about the chat, and tell the writer what to do next."""
+    def judge(self, error: TelegramError, *, draft: bool = False) -> Verdict:
+        """Take in what a refused write (a draft's, if `draft`) says about the chat, and tell the
+        writer what to do next."""
         if isinstance(error, RetryAfter):
             seconds = retry_after_seconds(error)
-            log.info("Telegram asked to wait %.0f s before writing to chat %s", seconds, self.chat_id)
-            self._not_before = max(self._not_before, time.monotonic() + seconds)
+            log.info("Telegram asked to wait %.0f s before writing %s to chat %s", seconds,
+                     "drafts" if draft else "messages", self.chat_id)
+            until = time.monotonic() + seconds
+            if draft:
+                self._drafts_not_before = max(self._drafts_not_before, until)
+            else:
+                self._not_before = max(self._not_before, until)
             return Verdict.RETRY
         if isinstance(error, Forbidden):
             log.info("Chat %s can't be written to (%s); dropping this answer", self.chat_id, error.message)
@@ -139,13 +155,17 @@ class Delivery:
             log.warning("Telegram trouble writing to chat %s (%s); trying again in %.1f s",
                         self.chat_id, error, backoff)
             self._not_before = max(self._not_before, time.monotonic() + backoff)
+            self._drafts_not_before = max(self._drafts_not_before, self._not_before)
             return Verdict.RETRY
         return Verdict.REFUSED
 
-    def ready_at(self, interval_s: float | None = None) -> float:
-        """The monotonic time of the next allowed write, `interval_s` after the last one."""
+    def ready_at(self, interval_s: float | None = None, *, draft: bool = False) -> float:
+        """The monotonic time of the next allowed message write (draft, if `draft`), `interval_s`
+        after the last one of its kind."""
         interval = self.min_interval_s if interval_s is None else interval_s
-        return max(self._not_before, self._last_write + interval)
+        if draft:
+            return max(self._drafts_not_before, self._last_draft + interval)
+        return max(self._not_before, self._last_message + interval)
 
     # ---- while the answer grows (for bot.previews) -----------------------------------------
 
@@ -193,7 +213,7 @@ class Delivery:
             self.live_message_id = None
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
-            message_id = await self._deliver_piece(piece, markup if last else None)
+            message_id = await self._deliver_piece(piece, markup if last else None, paced=index > 0)
             if message_id is None:
                 if self.outcome is DeliveryOutcome.REFUSED:
                     log.error("Could not deliver the end of an answer in chat %s", self.chat_id)
@@ -212,14 +232,17 @@ class Delivery:
             return self.live_message_id
         return next(iter(self._stale_previews), None)
 
-    async def _deliver_piece(self, piece: str, markup: InlineKeyboardMarkup | None) -> int | None:
+    async def _deliver_piece(
+        self, piece: str, markup: InlineKeyboardMarkup | None, *, paced: bool
+    ) -> int | None:
         """Send `piece` (or edit the growing message into it), judged and retried until the policy
-        gives up; None (and `outcome` says why) if it did not arrive."""
+        gives up; None (and `outcome` says why) if it did not arrive. Unless `paced`, only a wait
+        Telegram asked for holds it back (see the module docstring)."""
         while True:
             if self.closed:
                 self.outcome = DeliveryOutcome.CLOSED
                 return None
-            wait = max(0.0, self.ready_at() - time.monotonic())
+            wait = max(0.0, (self.ready_at() if paced else self._not_before) - time.monotonic())
             if time.monotonic() + wait > self._give_up_at:
                 log.warning("Telegram kept failing an answer in chat %s; keeping it for later", self.chat_id)
                 self.outcome = DeliveryOutcome.LATER
@@ -306,7 +329,7 @@ class Delivery:
                 link_preview_options=_NO_PREVIEW,
             )
         finally:
-            self._last_write = time.monotonic()
+            self._last_message = time.monotonic()
         if self.on_new_message is not None:
             self.on_new_message(message.message_id)
         return message.message_id
@@ -321,7 +344,7 @@ class Delivery:
             if not is_not_modified(error):
                 raise  # "not modified" means the message already says this: nothing to do
         finally:
-            self._last_write = time.monotonic()
+            self._last_message = time.monotonic()
 
     async def send_draft(self, draft_id: int, text: str) -> None:
         try:
@@ -330,10 +353,11 @@ class Delivery:
                 parse_mode=None,
             )
         finally:
-            self._last_write = time.monotonic()
+            self._last_draft = time.monotonic()
 
     async def send_typing(self) -> None:
         """A chat action is no message: it leaves the pace of the answer's writes alone."""
+        self.last_typing = time.monotonic()
         await self.bot.send_chat_action(
             self.chat_id, ChatAction.TYPING, message_thread_id=self.target.message_thread_id
         )

@@ -32,6 +32,7 @@ from bot.webhook_receipts import receipts_of
 from bot.webhooks import check_port_is_free, start_receiving, webhook_of
 from model.backend import ModelBackend
 from storage.images import DecodePool
+from storage.pictures import PictureCache
 from storage.store import Store
 
 if TYPE_CHECKING:  # imported when used: it brings the TGI client (huggingface_hub) with it
@@ -90,6 +91,7 @@ def make_post_init(
             settings.database_url,
             lock_timeout_s=settings.database_lock_timeout_s,
             decode_pool=DecodePool(settings.image_decode_workers),
+            pictures=PictureCache(settings.decoded_image_cache_size),
         )
         await store.start()
         try:

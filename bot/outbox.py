@@ -26,7 +26,7 @@ from bot.incoming import ReplyTarget
 from storage.errors import NotFound
 from storage.schema import utc_now
 from storage.store import Store
-from storage.types import InboxStatus, StoredRequest, TurnStatus
+from storage.types import InboxStatus, StoredRequest, StoredTurn, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class Outbox:
         self._store = store
         self._retry_interval = timedelta(seconds=retry_interval_s)
         self._kept: list[dict[str, Any]] = []
+        # The request's stored turns when its work began (bot.request_runner reads them), so the
+        # work needn't read them again before the model starts; None when not read.
+        self.request_turns: list[StoredTurn] | None = None
 
     @property
     def request_id(self) -> int | None:

@@ -9,10 +9,12 @@ the answer's messages, its pace and the one ladder that judges Telegram's errors
 - Groups see a reply edited as the text grows; the final text is its last edit (`Delivery.deliver`).
 - Text past 4096 characters is frozen at a natural boundary (`split_once`, `Delivery.freeze`) and
   continues in a new message, so no message ever exceeds Telegram's limit.
-- Writes are throttled: at most one per `Delivery.min_interval_s`, and in groups at most one per
+- The cadence adapts: the first text goes out as soon as there is a word to show, later ones at
+  most one per `Delivery.min_interval_s` (STREAM_EDIT_INTERVAL_S), and in groups at most one per
   `group_min_interval_s` (default 4 s: 15 edits a minute stay under Telegram's 20 messages a minute
   per group and leave room for the final edit and other replies). Only the latest text is ever
   sent; intermediate updates are skipped, never queued, and `update` never waits for Telegram.
+  Drafts keep their own clock (`Delivery.ready_at(draft=True)`): the final message never waits for it.
 - A 429 pauses this answer for the time Telegram asks. PTB's `AIORateLimiter` may already retry
   inside the call; then we just see a slower call.
 - A typing indicator is kept up until the preview is closed; in groups only until the answer's first
@@ -98,7 +100,7 @@ class AnswerPreview:
             await self._wait_for_news()
             while self._has_work():
                 if not await self._pause_unless_closing(
-                    self._delivery.ready_at(self._interval_s) - time.monotonic()
+                    self._delivery.ready_at(self._interval_s, draft=self._drafts) - time.monotonic()
                 ):
                     return
                 await self._step()
@@ -140,7 +142,8 @@ class AnswerPreview:
             else:
                 await self._show(tail.strip())
         except TelegramError as error:
-            self._react(self._delivery.judge(error), error, drafting=self._drafts and not freezing)
+            drafting = self._drafts and not freezing
+            self._react(self._delivery.judge(error, draft=drafting), error, drafting=drafting)
 
     async def _show(self, text: str) -> None:
         if not text:
@@ -176,8 +179,13 @@ class AnswerPreview:
         return self._private or (not delivery.message_ids and delivery.live_message_id is None)
 
     async def _keep_typing(self) -> None:
-        """Send "typing…" every TYPING_REFRESH_S while needed; a 429 waits, a refusal ends it."""
+        """Send "typing…" every TYPING_REFRESH_S while needed; a 429 waits, a refusal ends it.
+        One already showing (sent on receipt, `show_typing`) is refreshed when it would fade."""
         while self._typing_needed():
+            shown_for = time.monotonic() - self._delivery.last_typing
+            if shown_for < TYPING_REFRESH_S:
+                await asyncio.sleep(TYPING_REFRESH_S - shown_for)
+                continue
             try:
                 await self._delivery.send_typing()
             except TelegramError as error:
@@ -194,6 +202,16 @@ class AnswerPreview:
     def _begin_closing(self) -> None:
         self._closing.set()
         self._wake.set()  # the stream task may be waiting for a new text; let it see closing
+
+
+async def show_typing(delivery: Delivery) -> None:
+    """Send "typing…" once, as soon as a question arrives (before its image is fetched); the
+    answer's preview keeps it up later. Its failure only costs the indicator."""
+    try:
+        await delivery.send_typing()
+    except TelegramError as error:
+        delivery.judge(error)
+        log.debug("No typing indicator in chat %s: %s", delivery.chat_id, error)
 
 
 async def _wait_for(*tasks: asyncio.Task[None] | None) -> None:

@@ -101,6 +101,7 @@ async def _work_on(
     """Steps 2 to 4 of the module docstring; cancels by the person end here, shutdowns go on up."""
     try:
         turns = await runtime.store.turns_for_request(request.id)
+        outbox.request_turns = turns
         if any(turn.role == "assistant" and turn.status is TurnStatus.COMPLETE for turn in turns):
             return  # answered, and then stopped before the request was marked done
         if request.kind != NEW and _too_old(runtime, request):

@@ -72,7 +72,10 @@ class Settings(BaseSettings):
 
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     image_decode_workers: int = Field(default=2, ge=1, le=32)
+    decoded_image_cache_size: int = Field(default=32, ge=0, le=4096)  # pictures kept for next turns
     stream_edit_interval_s: float = Field(default=1.0, gt=0)
+    # Telegram's limit for one bot, all chats together: 30 a second, up to 1000 with paid broadcasts.
+    telegram_max_messages_per_s: float = Field(default=30.0, gt=0, le=1000)
 
     delivery_give_up_after_s: float = Field(default=300.0, gt=0)
     delivery_max_backoff_s: float = Field(default=30.0, gt=0)

@@ -20,7 +20,7 @@ import io
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -48,6 +48,9 @@ class NormalisedImage:
     width: int
     height: int
     mime_type: str = MIME_TYPE
+    # The RGB picture the bytes were encoded from: what the model is given for this question, so
+    # the image is decoded once (see storage.pictures).
+    picture: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
 def normalise_image(
@@ -79,6 +82,7 @@ def normalise_image(
         sha256=hashlib.sha256(encoded).hexdigest(),
         width=picture.width,
         height=picture.height,
+        picture=picture,
     )
 
 

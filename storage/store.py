@@ -22,8 +22,9 @@ from sqlalchemy.orm import selectinload
 from storage import chat_moves, cleanup, convert
 from storage.database import DEFAULT_LOCK_TIMEOUT_S, create_engine, erase_traces
 from storage.errors import NotFound, StorageError
-from storage.images import DEFAULT_MAX_SIDE, DecodePool
+from storage.images import DEFAULT_MAX_SIDE, DecodePool, NormalisedImage
 from storage.inbox import InboxStore
+from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
     append_turn,
@@ -69,11 +70,14 @@ class Store:
         max_image_side: int = DEFAULT_MAX_SIDE,
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
         decode_pool: DecodePool | None = None,
+        pictures: PictureCache | None = None,
     ) -> None:
         self.database_url = database_url
         self.max_image_side = max_image_side
         self.lock_timeout_s = lock_timeout_s
         self.decode_pool = decode_pool or DecodePool()
+        # Decoded pictures of recent questions, for their conversations' next turns.
+        self.pictures = pictures if pictures is not None else PictureCache()
         self._transactions: Transactions | None = None
         self._inbox: InboxStore | None = None
 
@@ -179,13 +183,16 @@ class Store:
         *,
         status: TurnStatus = TurnStatus.COMPLETE,
         inbox_item_id: int | None = None,
+        normalised: Sequence[NormalisedImage] | None = None,
     ) -> StoredTurn:
         """Append a user turn with its images (normalised, de-duplicated) in one transaction.
         Raises ImageRejected before writing anything if an image is unreadable. Stored once per
-        inbox request: asked again for the same `inbox_item_id`, it returns the turn it stored."""
-        normalised = await self.decode_pool.normalise(
-            [image.data for image in images], self.max_image_side
-        )
+        inbox request: asked again for the same `inbox_item_id`, it returns the turn it stored.
+        `normalised`: the images already normalised (`normalise`), one for each of `images`."""
+        if normalised is None:
+            normalised = await self.normalise(images)
+        elif len(normalised) != len(images):
+            raise ValueError("one normalised image is needed for each image")
 
         async def work(session: AsyncSession) -> StoredTurn:
             if inbox_item_id is not None:
@@ -205,11 +212,17 @@ class Store:
                     session, image, given.file_unique_id, hashlib.sha256(given.data).hexdigest()
                 )
                 turn.image_links.append(TurnImage(position=index, image=row))
+                if image.picture is not None:
+                    self.pictures.put(row.sha256, image.picture)
             await session.flush()
             await link_turn_messages(session, turn, conversation.chat_id, message_ids)
             return convert.stored_turn(turn)
 
         return await self._write(work)
+
+    async def normalise(self, images: Sequence[ImageInput]) -> list[NormalisedImage]:
+        """The images as the store keeps them (on the decode pool); raises ImageRejected."""
+        return await self.decode_pool.normalise([image.data for image in images], self.max_image_side)
 
     async def open_assistant_turn(
         self, conversation_id: int, *, inbox_item_id: int | None = None
@@ -349,6 +362,7 @@ class Store:
         their waiting requests, and images nobody else references; then leave no readable copy
         of any of it in the database files. Returns the number of rows removed."""
         removed = await self._write(lambda session: cleanup.forget_user_rows(session, user_id))
+        self.pictures.clear()
         await erase_traces(self._started().engine)
         return removed
 
@@ -361,9 +375,12 @@ class Store:
         """Delete conversations idle for longer than `older_than` and images left unreferenced.
         Returns how many conversations were removed."""
         cutoff = utc_now() - older_than
-        return await self._write(
+        removed = await self._write(
             lambda session: cleanup.purge_conversations_idle_since(session, cutoff)
         )
+        if removed:
+            self.pictures.clear()
+        return removed
 
     # -- settings ----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ and messages.py.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import secrets
@@ -66,6 +67,7 @@ class BotApiStandIn(UserActions, Observations):
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.open_callback_queries: set[str] = set()
         self.downloads: list[str] = []
+        self.download_delay_s = 0.0  # each file download takes at least this long
         self.internal_errors: list[str] = []  # tracebacks of stand-in bugs; fixtures assert none
         self.started_at = time.time()
         self._query_ids = itertools.count(4_000_000_001)
@@ -154,7 +156,7 @@ class BotApiStandIn(UserActions, Observations):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         file_match = FILE_PATH.fullmatch(request.path)
         if file_match and request.method in ("GET", "HEAD"):
-            return self._download(*file_match.groups())
+            return await self._download(*file_match.groups())
         api_match = API_PATH.fullmatch(request.path)
         if not api_match:
             return error_response(NOT_FOUND)
@@ -195,9 +197,11 @@ class BotApiStandIn(UserActions, Observations):
             call.params.get("chat_id"), injected))
         return error_response(error)
 
-    def _download(self, token: str, file_path: str) -> web.Response:
+    async def _download(self, token: str, file_path: str) -> web.Response:
         stored = self.files.by_path(file_path) if token == self.token else None
         if stored is None or stored.download_fails:
             return error_response(NOT_FOUND)
+        if self.download_delay_s:  # a slow link, for tests of what happens meanwhile
+            await asyncio.sleep(self.download_delay_s)
         self.downloads.append(file_path)
         return web.Response(body=stored.data, content_type="application/octet-stream")

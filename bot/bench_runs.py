@@ -1,0 +1,130 @@
+"""The two measurements of `python -m bot.bench`, each through the real bot on the Bot API stand-in.
+
+- `answer_latency`: one photo at a time to a private chat (a new person each time, so each answer is
+  a first turn), answered by the given model. Per answer: the time from the update to the first text
+  the person sees (a draft or the message), from the model's last token to the final message
+  reaching the Bot API, and the bot's overhead: the update-to-final-message time less the same
+  generation run bare, on the same backend, right after (so the model's caches are warm for the
+  yardstick, never for the bot: the overhead is not understated). Also the bot's time outside the
+  model in the same run (update→model start, plus last token→final message), which a busy machine's
+  swings in generation time do not blur as they blur a difference of two runs.
+- `throughput`: `users` people each send `messages` texts at once, answered by an instant model;
+  updates per second from the first update to the last answer, after checking that every message
+  got its answer and each person's answers came in the order of their questions (else it raises).
+  Telegram's overall limit of 30 messages a second would hide the bot's own capacity, so the bot
+  runs with TELEGRAM_MAX_MESSAGES_PER_S=1000 (Telegram's limit with paid broadcasts) and the
+  stand-in with that overall limit; the per-chat limits stay as Telegram's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.bench_harness import TimedBackend, bare_generation_s, photo, running_bot, settled
+from bot.scripted_model import ScriptedModel
+from bot.settings import Settings
+from model.backend import ModelBackend
+from standin.telegram import FloodLimits, Window
+
+FIRST_USER_ID = 510_000
+BROADCAST_RATE = 1000.0
+
+
+class BenchFailed(RuntimeError):
+    """The bot lost or reordered answers: no figure would mean anything."""
+
+
+@dataclass
+class LatencyRun:
+    """Per-answer seconds of one `answer_latency` run."""
+
+    overhead: list[float] = field(default_factory=list)
+    first_text: list[float] = field(default_factory=list)
+    last_token_to_final: list[float] = field(default_factory=list)
+    bare: list[float] = field(default_factory=list)
+    outside_model: list[float] = field(default_factory=list)  # update→model start + last token→final
+
+
+async def answer_latency(
+    workdir: Path,
+    make_backend: Callable[[Settings], Awaitable[ModelBackend]],
+    *,
+    answers: int,
+    new_tokens: int,
+    user_offset: int = 0,
+    **settings: object,
+) -> LatencyRun:
+    """See the module docstring; `make_backend` builds the model backend from the bot's settings
+    (`settings`: more of them, e.g. the model's)."""
+    timed: list[TimedBackend] = []
+
+    async def factory(settings: Settings) -> ModelBackend:
+        timed.append(TimedBackend(await make_backend(settings)))
+        return timed[-1]
+
+    run = LatencyRun()
+    async with running_bot(workdir, factory, max_new_tokens=new_tokens, **settings) as (standin, application):
+        backend = timed[0]
+        for index in range(answers):
+            user_id = FIRST_USER_ID + user_offset + index
+            chat, user = standin.private_chat(user_id), standin.user(user_id)
+            sent_at = time.time()
+            await standin.send_photo(chat, user, photo(user_offset + index))
+            await standin.wait_for_bot_message(chat, timeout=120)
+            await settled(application)
+            final = next(c for c in standin.calls_to("sendMessage")
+                         if c.params.get("chat_id") == chat.id and c.status == 200)
+            drafts = [d.time for d in standin.draft_records if d.chat_id == chat.id]
+            answer = backend.answers[-1]
+            bare = await bare_generation_s(backend.inner, answer.conversation, answer.params)
+            run.bare.append(bare)
+            run.overhead.append(final.time - sent_at - bare)
+            run.first_text.append(min([final.time, *drafts]) - sent_at)
+            run.last_token_to_final.append(final.time - (answer.last_token_at or final.time))
+            run.outside_model.append(answer.started_at - sent_at + run.last_token_to_final[-1])
+    return run
+
+
+async def throughput(workdir: Path, *, users: int, messages: int) -> float:
+    """Updates per second with an instant model (see the module docstring); raises BenchFailed."""
+    model = ScriptedModel(tokens=1)
+
+    async def factory(settings: Settings) -> ModelBackend:
+        return model
+
+    limits = FloodLimits(overall=Window(int(BROADCAST_RATE), 1.0))
+    async with running_bot(
+        workdir, factory, flood_limits=limits, telegram_max_messages_per_s=BROADCAST_RATE
+    ) as (standin, application):
+        people = [(standin.private_chat(FIRST_USER_ID + n), standin.user(FIRST_USER_ID + n))
+                  for n in range(users)]
+        started = time.time()
+        for message in range(messages):
+            for chat, user in people:
+                await standin.send_text(chat, user, _question(user.id, message))
+        expected = users * messages
+        await standin.wait_for(lambda: len(standin.store.bot) >= expected, timeout=600)
+        await settled(application)
+        finished = max(c.time for c in standin.calls_to("sendMessage") if c.status == 200)
+        _check_every_answer(standin, people, messages)
+    return expected / (finished - started)
+
+
+def _question(user_id: int, message: int) -> str:
+    return f"question {message} from {user_id}"
+
+
+def _check_every_answer(standin, people, messages: int) -> None:
+    """Every question answered once, each person's answers in the order of their questions."""
+    problems = []
+    for chat, user in people:
+        got = [message.text for message in standin.bot_messages(chat)]
+        wanted = [f"echo: {_question(user.id, message)}" for message in range(messages)]
+        if got != wanted:
+            problems.append(f"chat {chat.id}: wanted {wanted}, got {got}")
+    if problems:
+        raise BenchFailed(f"{len(problems)} of {len(people)} conversations lost or reordered answers:\n"
+                          + "\n".join(problems[:10]))
