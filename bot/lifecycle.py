@@ -55,6 +55,8 @@ def backend_options(settings: Settings) -> BackendOptions:
         quantization=settings.model_quantization,
         max_batch_size=settings.max_batch_size,
         max_images=settings.max_images_in_prompt,
+        prefix_cache_bytes=settings.prefix_cache_bytes,
+        prefill_chunk_tokens=settings.prefill_chunk_tokens,
         tgi_urls=settings.tgi_urls,
     )
 

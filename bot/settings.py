@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(default=512, ge=1, le=2048)
     max_batch_size: int = Field(default=8, ge=1, le=64)
     max_images_in_prompt: int = Field(default=4, ge=1, le=32)
+    # Bytes of prompt KV kept for reuse across turns and chats; empty: derived from free memory; 0: off.
+    prefix_cache_bytes: int | None = Field(default=None, ge=0)
+    # Most prompt tokens prefilled between two decode steps (0: a whole prompt at once).
+    prefill_chunk_tokens: int = Field(default=256, ge=0)
     prompt_preamble: str = "default"
     modes_dir: Path | None = None
     story_temperature: float = Field(default=0.9, gt=0, le=2)
@@ -86,7 +90,7 @@ class Settings(BaseSettings):
     def _ids(cls, value: object) -> object:
         return _parse_id_list(value)
 
-    @field_validator("modes_dir", "metrics_port", "webhook_secret", mode="before")
+    @field_validator("modes_dir", "metrics_port", "webhook_secret", "prefix_cache_bytes", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

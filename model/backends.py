@@ -35,6 +35,8 @@ class BackendOptions:
     quantization: str = "none"  # local only
     max_batch_size: int = 8  # local only: TGI batches on its own
     max_images: int = 4
+    prefix_cache_bytes: int | None = None  # local only: None = from free memory, 0 = off
+    prefill_chunk_tokens: int = 256  # local only: 0 = whole prompts at once
     tgi_urls: tuple[str, ...] = ()
     tgi_retry: RetryPolicy = RetryPolicy()  # tgi only: the waits while every server is overloaded
     tgi_health_interval_s: float = 5.0  # tgi only: how often each server's /health is checked
@@ -76,7 +78,13 @@ async def _local_backend(options: BackendOptions) -> ModelBackend:
     log.info("loading model %s (dtype %s, quantization %s)", load.model_id, load.dtype, load.quantization)
     loaded = await asyncio.to_thread(load_model, load)
     log.info("model loaded in %.1f s on %s", loaded.load_seconds, loaded.device)
-    return ModelService(loaded, max_batch_size=options.max_batch_size, max_images=options.max_images)
+    return ModelService(
+        loaded,
+        max_batch_size=options.max_batch_size,
+        max_images=options.max_images,
+        prefix_cache_bytes=options.prefix_cache_bytes,
+        prefill_chunk_tokens=options.prefill_chunk_tokens,
+    )
 
 
 async def _tgi_backend(options: BackendOptions) -> ModelBackend:

@@ -51,6 +51,8 @@ class ModelService:
         max_images: int = 4,
         batch_window_s: float = 0.01,
         image_cache_size: int = 32,
+        prefix_cache_bytes: int | None = None,
+        prefill_chunk_tokens: int = 256,
     ) -> None:
         self._loaded = loaded
         self._builder = PromptBuilder(loaded, max_images)
@@ -62,6 +64,10 @@ class ModelService:
         self._stats = StatsRecorder()
         # Encoder outputs of recently seen images (by ImagePart.key); 0 turns the cache off.
         self._image_cache = ImageFeatureCache(image_cache_size) if image_cache_size > 0 else None
+        # Prompt KV kept for reuse across turns and chats: None sizes it from free memory, 0 turns it off.
+        self._prefix_cache_bytes = prefix_cache_bytes
+        # Most prompt tokens prefilled between two decode steps; 0 prefills a whole prompt at once.
+        self._prefill_chunk_tokens = max(0, prefill_chunk_tokens)
 
     @property
     def loaded(self) -> LoadedModel:
@@ -70,6 +76,15 @@ class ModelService:
     @property
     def max_positions(self) -> int:
         return self._loaded.max_positions
+
+    @property
+    def prefix_cache_bytes(self) -> int | None:
+        """The prefix cache's byte budget as asked for (None: sized from free memory at start; 0: off)."""
+        return self._prefix_cache_bytes
+
+    @property
+    def prefill_chunk_tokens(self) -> int:
+        return self._prefill_chunk_tokens
 
     @property
     def running(self) -> bool:

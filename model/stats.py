@@ -23,6 +23,9 @@ class ServiceStats:
     image_cache_misses: int = 0
     steps: int = 0  # decode steps (one forward pass each) over the running batch
     running_rows: int = 0  # rows in the running batch now (finished and cancelled rows leave it)
+    prompt_tokens_reused: int = 0  # prompt tokens whose KV came from the prefix cache
+    prompt_tokens_computed: int = 0  # prompt tokens prefilled (not found in the prefix cache)
+    prefix_cache_bytes_used: int = 0  # what the prefix cache holds now
 
 
 class StatsRecorder:
@@ -57,6 +60,12 @@ class StatsRecorder:
     def retried(self) -> None:
         with self._lock:
             self._stats.retries += 1
+
+    def prefilled(self, reused: int, computed: int, cache_bytes: int) -> None:
+        with self._lock:
+            self._stats.prompt_tokens_reused += reused
+            self._stats.prompt_tokens_computed += computed
+            self._stats.prefix_cache_bytes_used = cache_bytes
 
     def image_cache(self, hits: int, misses: int) -> None:
         with self._lock:

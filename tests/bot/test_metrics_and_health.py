@@ -184,15 +184,31 @@ async def test_the_endpoint_is_off_without_metrics_port_and_a_taken_port_is_one_
 
 def test_the_model_backend_reports_a_prefix_cache_hit_ratio_once_its_stats_have_one():
     @dataclasses.dataclass
-    class Stats:  # the fields the in-process service's prefix cache reports
+    class Stats:  # only the prefix cache's fields: a backend without an image cache
         prompt_tokens_reused: int = 30
         prompt_tokens_computed: int = 10
-        prefix_cache_bytes: int = 4096
+        prefix_cache_bytes_used: int = 4096
 
     class Backend:
         stats = Stats()
 
     families = {family.name: family for family in ModelStatsCollector(Backend()).collect()}
     assert families["idefics_prefix_cache_hit_ratio"].samples[0].value == 0.75
-    assert families["idefics_model_prefix_cache_bytes"].samples[0].value == 4096
+    assert families["idefics_model_prefix_cache_bytes_used"].samples[0].value == 4096
     assert "idefics_image_cache_hit_ratio" not in families, "nothing for what the backend lacks"
+
+
+def test_the_local_services_stats_give_the_prefix_cache_hit_ratio():
+    from model.stats import StatsRecorder
+
+    recorder = StatsRecorder()
+    recorder.prefilled(reused=0, computed=100, cache_bytes=1000)  # a first message: all computed
+    recorder.prefilled(reused=90, computed=10, cache_bytes=1500)  # its follow-up: mostly reused
+
+    class Backend:
+        stats = recorder.snapshot()
+
+    families = {family.name: family for family in ModelStatsCollector(Backend()).collect()}
+    assert families["idefics_prefix_cache_hit_ratio"].samples[0].value == 90 / 200
+    assert families["idefics_model_prefix_cache_bytes_used"].samples[0].value == 1500
+    assert families["idefics_model_prompt_tokens_reused"].samples[0].value == 90

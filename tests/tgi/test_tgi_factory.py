@@ -49,6 +49,20 @@ async def test_tgi_backend_needs_only_the_processor_and_config(tmp_path, tiny_ch
 async def test_local_backend_loads_the_checkpoint(tiny_checkpoint):
     backend = await create_backend(BackendOptions(kind="local", model_id=str(tiny_checkpoint), dtype="float32"))
     assert isinstance(backend, ModelService)
+    assert (backend.prefix_cache_bytes, backend.prefill_chunk_tokens) == (None, 256)  # the defaults
+
+
+async def test_the_engine_settings_reach_the_local_service(tiny_checkpoint, monkeypatch):
+    from bot.lifecycle import backend_options
+    from bot.settings import Settings
+
+    monkeypatch.setenv("PREFIX_CACHE_BYTES", "1048576")
+    monkeypatch.setenv("PREFILL_CHUNK_TOKENS", "0")
+    settings = Settings(_env_file=None, model_id=str(tiny_checkpoint), model_dtype="float32")
+    backend = await create_backend(backend_options(settings))
+    assert (backend.prefix_cache_bytes, backend.prefill_chunk_tokens) == (1048576, 0)
+    monkeypatch.setenv("PREFIX_CACHE_BYTES", "")
+    assert Settings(_env_file=None).prefix_cache_bytes is None  # empty: sized automatically
 
 
 async def test_misconfigured_backends_say_what_to_fix(tmp_path):
