@@ -178,7 +178,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--pairs", type=int, default=5, help="interleaved pairs per scenario (default 5)")
     add("--requests", type=int, default=8, help="concurrent requests (default 8)")
     add("--sequential", type=int, default=2, help="requests in the one-at-a-time run (default 2)")
-    add("--max-new-tokens", type=int, default=128, help="tokens per request, speed-up runs (default 128)")
+    add("--max-new-tokens", type=int, default=64, help="tokens per request, speed-up runs (default 64)")
     add("--history-tokens", type=int, default=1900, help="follow-up and newcomer prompt length (default 1900)")
     add("--history-images", type=int, default=5, help="images in that history (default 5)")
     add("--answer-tokens", type=int, default=16, help="the previous turn's answer before a follow-up (default 16)")

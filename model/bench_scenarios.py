@@ -23,6 +23,7 @@ from model.bench_workload import (
     built,
     exactly,
     first_message,
+    images_only,
     long_history,
     timed,
     with_answer,
@@ -50,17 +51,24 @@ class Pairs:
 async def followup(
     cached: ModelService, uncached: ModelService, pairs: int, history_tokens: int, images: int, answer_tokens: int
 ) -> Pairs:
-    """TTFT of a follow-up after a long history: the previous turn really ran on the same service first."""
+    """TTFT of the same follow-up after a long history, on a service that answered the previous turn
+    (prefix cache on) and on one that has seen only the images (cache off; its vision features are
+    cached, so only the prefix cache differs)."""
     builder = PromptBuilder(cached.loaded, max(4, images))
     result = Pairs()
     for pair in range(pairs):
         previous = long_history(builder, seed=1000 + pair, tokens=history_tokens, images=images)
-        runs = []
-        for service in (cached, uncached):
-            answered = await timed(service, previous, GenerationParams(max_new_tokens=answer_tokens))
-            runs.append(await timed(service, with_answer(previous, answered.result.text), exactly(TTFT_TOKENS)))
-        result.ratios += pair_ratios([runs[0].ttft_s], [runs[1].ttft_s])
-        result.add(cached_ttft_s=runs[0].ttft_s, uncached_ttft_s=runs[1].ttft_s, prompt_tokens=runs[0].result.prompt_tokens)
+        answered = await timed(cached, previous, GenerationParams(max_new_tokens=answer_tokens))
+        follow_up = with_answer(previous, answered.result.text)
+        with_cache = await timed(cached, follow_up, exactly(TTFT_TOKENS))
+        await timed(uncached, images_only(previous), exactly(1))
+        without = await timed(uncached, follow_up, exactly(TTFT_TOKENS))
+        result.ratios += pair_ratios([with_cache.ttft_s], [without.ttft_s])
+        result.add(
+            cached_ttft_s=with_cache.ttft_s,
+            uncached_ttft_s=without.ttft_s,
+            prompt_tokens=with_cache.result.prompt_tokens,
+        )
     return result
 
 
@@ -73,7 +81,9 @@ async def preamble(cached: ModelService, uncached: ModelService, mode: Preamble,
         conversation = first_message(seed=2000 + pair, preamble=mode)
         runs = [await timed(service, conversation, exactly(TTFT_TOKENS)) for service in (cached, uncached)]
         result.ratios += pair_ratios([runs[0].ttft_s], [runs[1].ttft_s])
-        result.add(cached_ttft_s=runs[0].ttft_s, uncached_ttft_s=runs[1].ttft_s, prompt_tokens=runs[0].result.prompt_tokens)
+        result.add(
+            cached_ttft_s=runs[0].ttft_s, uncached_ttft_s=runs[1].ttft_s, prompt_tokens=runs[0].result.prompt_tokens
+        )
     return result
 
 

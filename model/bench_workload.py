@@ -100,6 +100,12 @@ def with_answer(conversation: Conversation, answer: str, question: str = FOLLOW_
     return Conversation(turns=turns, preamble=conversation.preamble)
 
 
+def images_only(conversation: Conversation) -> Conversation:
+    """A short conversation holding the same pictures (their vision features then cached), little text."""
+    parts = [part for turn in conversation.turns for part in turn.parts if isinstance(part, ImagePart)]
+    return Conversation(turns=(Turn("user", (*parts, TextPart("Which is brightest?"))),))
+
+
 @dataclass
 class TimedStream:
     """One request as its caller saw it: when it was sent, when each piece of text came, and its result."""
