@@ -46,9 +46,7 @@ async def throughput(service: ModelService, concurrency: int, new_tokens: int, i
     started = time.perf_counter()
     runs = await asyncio.gather(*(timed(service, c, exactly(new_tokens)) for c in conversations))
     seconds = time.perf_counter() - started
-    steps = [
-        (run.result.total_s - run.result.time_to_first_token_s) / max(1, run.tokens - 1) for run in runs
-    ]
+    steps = [run.step_s for run in runs]
     return {
         "tokens_per_s": round(sum(run.tokens for run in runs) / seconds, 2),
         "step_s": _sig(statistics.median(steps)),
@@ -90,12 +88,13 @@ async def measure(loaded: LoadedModel, args: argparse.Namespace) -> dict:
 def run_one(config, tokenizer, label: str, args: argparse.Namespace, bandwidth_tbps: float | None) -> dict:
     """Make the model in one precision, measure it, report, and free the GPU for the next one."""
     cuda = args.device.startswith("cuda")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     model = random_model(config, args.device, _dtype(args.dtype), QUANTIZATIONS[label])
     loaded = loaded_model(model, tokenizer, args.device, _dtype(args.dtype), f"random idefics-9b shapes ({label})")
     built_s = time.perf_counter() - started
+    if cuda:  # from here: serving's peak (4-bit is made in bf16 first, which serving never needs)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     stored = weight_bytes(model)
     print(f"{label}: {stored / 1e9:.2f} GB of weights, made in {built_s:.1f} s")
     report = {"dtype": args.dtype, "weight_bytes": stored, "build_s": round(built_s, 2)}

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from model.bench_generate import padded_generate
-from model.bench_stats import gaps, pair_ratios, worst_gap_ratio
+from model.bench_stats import pair_ratios, worst_gap_ratio
 from model.bench_workload import (
     built,
     exactly,
@@ -96,8 +96,7 @@ async def image_step(service: ModelService, pairs: int, rows: int, images: int, 
         started = time.perf_counter()
         runs = await asyncio.gather(*(timed(service, c, exactly(new_tokens)) for c in conversations))
         service_s = time.perf_counter() - started
-        # A row's median gap is its step: robust to the one step a late joiner's prefill may hold up.
-        step_s = statistics.median(statistics.median(gaps(run.arrivals)) for run in runs)
+        step_s = statistics.median(run.step_s for run in runs)
         prompts = built(builder, conversations, new_tokens)
         baseline = await asyncio.to_thread(padded_generate, service.loaded, prompts, new_tokens)
         result.ratios += pair_ratios([step_s], [baseline.step_s])

@@ -8,12 +8,14 @@ them: when the stream was opened, and when each piece of text arrived.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw
 
+from model.bench_stats import gaps
 from model.prompt import PromptBuilder
 from model.types import (
     Conversation,
@@ -126,6 +128,17 @@ class TimedStream:
     @property
     def tokens(self) -> int:
         return 0 if self.result is None else self.result.completion_tokens
+
+    @property
+    def step_s(self) -> float:
+        """The row's decode step: its median gap when each token came as its own piece of text (robust
+        to the one step a late joiner's prefill may hold up), else its mean time per token after the first.
+        """
+        if len(self.arrivals) == self.tokens and self.tokens >= 3:
+            return statistics.median(gaps(self.arrivals))
+        if self.result is None or self.tokens < 2 or self.result.time_to_first_token_s is None:
+            raise ValueError("a decode step needs a result with at least two tokens")
+        return (self.result.total_s - self.result.time_to_first_token_s) / (self.tokens - 1)
 
 
 async def timed(service, conversation: Conversation, params: GenerationParams) -> TimedStream:
