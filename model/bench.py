@@ -173,6 +173,7 @@ def describe(loaded: LoadedModel) -> dict:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__.splitlines()[0])
     add = parser.add_argument
+    add("--gpu-shapes", action="store_true", help="run the GPU benchmark instead (--gpu-shapes --help: its options)")
     add("--checkpoint", type=Path, help="checkpoint for the text scenarios (default: make 'small')")
     add("--image-checkpoint", type=Path, help="checkpoint for the image scenarios (default: make 'proportional')")
     add("--pairs", type=int, default=5, help="interleaved pairs per scenario (default 5)")
