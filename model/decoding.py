@@ -1,17 +1,17 @@
-"""The running batch of the continuous-batching loop and its verbs: prefill, filter, concatenate, step.
+"""The running batch of the continuous-batching loop and its verbs: step, filter, concatenate.
 
-This is a hand-written version of what `IdeficsForVisionText2Text.generate` does between forward passes
-(see its `prepare_inputs_for_generation` / `_update_model_kwargs_for_generation` in transformers 5.x),
-made so that rows can leave and join between steps:
-- the first forward (prefill) sees the whole left-padded prompt with its pixels (or cached encoder
-  outputs) and the full image attention mask; it returns the KV cache and the vision encoder's outputs;
-- every later forward feeds one token per row, the attention mask grown by one column, the encoder
-  outputs as `image_encoder_embeddings`, and as image attention mask the mask row of the row's last
-  token (the most recent image before it). Position ids come from the attention mask's cumulative sum,
-  so left padding of any width leaves every row's positions alone.
-Rows that finish or are cancelled are index-selected out (KV cache, masks, image states); a newly
-prefilled batch is joined by left-padding the shorter KV cache and attention mask so both end at the
-same column, and by zero-padding the image axis (the image mask hides those slots).
+This is what `IdeficsForVisionText2Text.generate` does between forward passes, made so that rows can
+leave and join between steps. All of a row's state lives here: its `DecodeRow` (stopper, sampler,
+prompt and generated ids) and its slice of the batch's tensors — the self-attention KV cache, the
+attention mask, its image keys/values for every cross-attention layer (computed once when it joined,
+model/idefics_forward.py) and the mask of the image its next token attends to (the most recent image
+before it). Every step feeds one token per row; position ids come from the attention mask's
+cumulative sum, so left padding of any width leaves every row's positions alone. `step` returns one
+`StepEvent` per row (model/generation.py) for the worker to deliver.
+
+Rows that finish or are cancelled are index-selected out; a newly prefilled row (model/prefill.py) is
+joined by left-padding the shorter KV cache and attention mask so both end at the same column, and by
+zero-padding the image axis (the image mask hides those slots).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.batch import CollatedBatch
-from model.generation import BatchRow, RowSink, make_row, stop_token_ids
+from model import idefics_forward
+from model.generation import BatchRow, RowSink, StepEvent, make_row, stop_token_ids
+from model.idefics_forward import ImageKV
 from model.loaded import LoadedModel
 from model.sampling import RowSampler
 from model.types import GenerationParams
@@ -30,10 +31,12 @@ from model.types import GenerationParams
 
 @dataclass(eq=False)
 class DecodeRow:
-    """One request in the running batch: where its text goes (`output`) and how it picks tokens."""
+    """One request in the running batch: where its text goes (`output`), how it picks tokens, its ids."""
 
     output: BatchRow
     sampler: RowSampler
+    prompt_ids: tuple[int, ...] = ()
+    image_keys: tuple[str | None, ...] = ()
     generated: list[int] = field(default_factory=list)
 
     @property
@@ -44,13 +47,22 @@ class DecodeRow:
     def sink(self) -> RowSink:
         return self.output.sink
 
-    def take(self, token_id: int) -> None:
+    @property
+    def ids_in_cache(self) -> tuple[int, ...]:
+        """The tokens whose KV the cache holds: the prompt and every generated token fed back so far."""
+        return self.prompt_ids + tuple(self.generated[:-1])
+
+    def take(self, token_id: int) -> StepEvent | None:
+        if self.finished:
+            return None
         self.generated.append(token_id)
         self.sampler.accept(token_id)
-        self.output.step(token_id)
+        return self.output.advance(token_id)
 
 
-def new_row(loaded: LoadedModel, params: GenerationParams, sink: RowSink, prompt_ids) -> DecodeRow:
+def new_row(
+    loaded: LoadedModel, params: GenerationParams, sink: RowSink, prompt_ids, image_keys=()
+) -> DecodeRow:
     """A fresh row for a request: its stopper (text, stop rules) and its sampler (token choice)."""
     sampler = RowSampler(
         params,
@@ -59,7 +71,12 @@ def new_row(loaded: LoadedModel, params: GenerationParams, sink: RowSink, prompt
         stop_token_ids=stop_token_ids(loaded),
         device=loaded.device,
     )
-    return DecodeRow(output=make_row(loaded, params, sink, ignore_stop=params.ignore_stop), sampler=sampler)
+    return DecodeRow(
+        output=make_row(loaded, params, sink, ignore_stop=params.ignore_stop),
+        sampler=sampler,
+        prompt_ids=tuple(prompt_ids),
+        image_keys=tuple(image_keys),
+    )
 
 
 @dataclass(eq=False)
@@ -69,7 +86,7 @@ class RunningBatch:
     rows: list[DecodeRow]
     cache: object  # transformers DynamicCache, batch-first
     attention_mask: torch.Tensor  # (batch, cached length)
-    image_states: torch.Tensor  # (batch, images, patches, dim): vision encoder outputs
+    image_kv: ImageKV  # per cross-attention layer: (batch, heads, images * latents, head_dim)
     image_mask: torch.Tensor  # (batch, 1, images): which image each row's next token attends to
     next_tokens: torch.Tensor  # (batch, 1)
 
@@ -80,55 +97,35 @@ class RunningBatch:
     def cached_length(self) -> int:
         return int(self.attention_mask.shape[1])
 
-
-def prefill(
-    model, rows: Sequence[DecodeRow], batch: CollatedBatch, device, image_features: torch.Tensor | None = None
-) -> RunningBatch:
-    """Run the prompts of new rows (left-padded) and choose, and route, each row's first token."""
-    inputs = batch.model_inputs(device)
-    if image_features is not None:
-        del inputs["pixel_values"]
-        inputs["image_encoder_embeddings"] = image_features
-    with torch.inference_mode():
-        out = model(**inputs, use_cache=True, logits_to_keep=1)
-        size, images = inputs["image_attention_mask"].shape[0], inputs["image_attention_mask"].shape[-1]
-        states = out.image_outputs.last_hidden_state
-        running = RunningBatch(
-            rows=list(rows),
-            cache=out.cache,
-            attention_mask=inputs["attention_mask"],
-            image_states=states.view(size, images, *states.shape[1:]),
-            image_mask=inputs["image_attention_mask"][:, -1:, :],
-            next_tokens=_choose_and_route(rows, out.logits[:, -1, :]),
-        )
-    return running
+    def row_kv(self, index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Row `index`'s cached keys and values per layer, `(heads, its length, head_dim)`, no padding."""
+        length = int(self.attention_mask[index].sum())
+        return [(layer.keys[index, :, -length:], layer.values[index, :, -length:]) for layer in self.cache.layers]
 
 
-def step(model, batch: RunningBatch) -> None:
-    """Feed every row its pending token, then choose and route each row's next one (one forward pass)."""
+def step(model, batch: RunningBatch) -> list[StepEvent]:
+    """Feed every row its pending token, then choose each row's next one (one forward pass)."""
     with torch.inference_mode():
         ones = batch.attention_mask.new_ones((len(batch), 1))
         attention_mask = torch.cat([batch.attention_mask, ones], dim=1)
-        out = model(
+        logits = idefics_forward.forward(
+            model,
             input_ids=batch.next_tokens,
             attention_mask=attention_mask,
             cache=batch.cache,
-            image_encoder_embeddings=batch.image_states,
-            image_attention_mask=batch.image_mask,
-            use_cache=True,
-            logits_to_keep=1,
+            image_kv=batch.image_kv,
+            image_mask=batch.image_mask,
         )
         batch.attention_mask = attention_mask
-        batch.next_tokens = _choose_and_route(batch.rows, out.logits[:, -1, :])
+        batch.next_tokens, events = choose(batch.rows, logits)
+    return events
 
 
-def _choose_and_route(rows: Sequence[DecodeRow], logits: torch.Tensor) -> torch.Tensor:
+def choose(rows: Sequence[DecodeRow], logits: torch.Tensor) -> tuple[torch.Tensor, list[StepEvent]]:
     """Each row picks its token with its own sampler; one device->host copy for the whole batch."""
     chosen = torch.cat([row.sampler.choose(logits[index]) for index, row in enumerate(rows)])
-    for row, token_id in zip(rows, chosen.tolist(), strict=True):
-        if not row.finished:
-            row.take(token_id)
-    return chosen.unsqueeze(1)
+    events = [row.take(token_id) for row, token_id in zip(rows, chosen.tolist(), strict=True)]
+    return chosen.unsqueeze(1), [event for event in events if event is not None]
 
 
 @torch.inference_mode()
@@ -144,7 +141,7 @@ def filter_rows(batch: RunningBatch, keep: Sequence[int]) -> RunningBatch | None
         layer.values = layer.values[index.to(layer.values.device)]
     batch.rows = [batch.rows[i] for i in keep]
     batch.attention_mask = batch.attention_mask[index]
-    batch.image_states = batch.image_states[index.to(batch.image_states.device)]
+    batch.image_kv = idefics_forward.select_rows(batch.image_kv, index)
     batch.image_mask = batch.image_mask[index]
     batch.next_tokens = batch.next_tokens[index]
     _drop_shared_left_padding(batch)
@@ -171,18 +168,23 @@ def concatenate(running: RunningBatch, newcomers: RunningBatch) -> RunningBatch:
         old.keys = torch.cat([_left_pad(old.keys, length, -2), _left_pad(new.keys, length, -2)])
         old.values = torch.cat([_left_pad(old.values, length, -2), _left_pad(new.values, length, -2)])
     images = max(running.image_mask.shape[-1], newcomers.image_mask.shape[-1])
+    slots = images * _latents_per_image(running)
     running.rows = running.rows + newcomers.rows
     running.attention_mask = torch.cat(
         [_left_pad(running.attention_mask, length, 1), _left_pad(newcomers.attention_mask, length, 1)]
     )
-    running.image_states = torch.cat(
-        [_right_pad(running.image_states, images, 1), _right_pad(newcomers.image_states, images, 1)]
+    running.image_kv = idefics_forward.concat_rows(
+        idefics_forward.pad_slots(running.image_kv, slots), idefics_forward.pad_slots(newcomers.image_kv, slots)
     )
     running.image_mask = torch.cat(
         [_right_pad(running.image_mask, images, 2), _right_pad(newcomers.image_mask, images, 2)]
     )
     running.next_tokens = torch.cat([running.next_tokens, newcomers.next_tokens])
     return running
+
+
+def _latents_per_image(batch: RunningBatch) -> int:
+    return batch.image_kv[0][0].shape[2] // batch.image_mask.shape[-1] if batch.image_kv else 1
 
 
 def _left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:

@@ -1,9 +1,11 @@
 """One request's row in the decode loop: where its tokens become text, and when it is done.
 
-`BatchRow.step` takes the row's newest token right after it is chosen (model/decoding.py), so in the
-same step it decodes and streams the safe text, and decides whether the row has finished — by
-end-of-utterance, a stop string, its own `max_new_tokens`, or its consumer having gone away. A row that
-finishes is answered there and then, and the worker drops it from the batch before the next step.
+`BatchRow.advance` takes the row's newest token right after it is chosen (model/decoding.py): it
+decodes the safe text and decides whether the row has finished — by end-of-utterance, a stop string,
+its own `max_new_tokens`, or its consumer having gone away — and returns what happened as a
+`StepEvent` (the token, the text it released, the finish reason), as TGI's `generate_token` returns
+its generations. The worker delivers the events (`deliver`) to the requests; nothing leaves a row
+through callbacks, and the worker drops finished rows from the batch before the next step.
 """
 
 from __future__ import annotations
@@ -29,32 +31,49 @@ class RowSink(Protocol):
     def on_finished(self, stopper: RowStopper) -> None: ...
 
 
+@dataclass(frozen=True)
+class StepEvent:
+    """What one step (or an ending from outside) did for one request."""
+
+    sink: RowSink
+    stopper: RowStopper
+    token_id: int | None  # None when no token was taken (cancelled, or ended from outside)
+    text: str  # newly released text, safe to show
+    finish_reason: FinishReason | None  # set on the row's last event
+
+
+def deliver(event: StepEvent) -> None:
+    """Hand one event to its request (on the worker thread)."""
+    if event.token_id is not None:
+        event.sink.on_token()
+    if event.text:
+        event.sink.on_delta(event.text)
+    if event.finish_reason is not None:
+        event.sink.on_finished(event.stopper)
+
+
 @dataclass
 class BatchRow:
     stopper: RowStopper
     sink: RowSink
 
-    def step(self, token_id: int) -> None:
+    def advance(self, token_id: int) -> StepEvent | None:
+        """Take the row's newest token; None once the row has finished."""
         if self.stopper.finished:
-            return
+            return None
         if self.sink.cancelled:
             self.stopper.finish(FinishReason.CANCELLED)
-        else:
-            self.sink.on_token()
-            text = self.stopper.push(token_id)
-            if text:
-                self.sink.on_delta(text)
-        if self.stopper.finished:
-            self.sink.on_finished(self.stopper)
+            return self._event(None, "")
+        return self._event(token_id, self.stopper.push(token_id))
 
-    def finish(self, reason: FinishReason) -> None:
-        """End a row from outside (cancelled, or the service stopping), answering its request."""
+    def finish(self, reason: FinishReason) -> StepEvent | None:
+        """End a row from outside (cancelled, or the service stopping); None if it had finished."""
         if self.stopper.finished:
-            return
-        text = self.stopper.finish(reason)
-        if text:
-            self.sink.on_delta(text)
-        self.sink.on_finished(self.stopper)
+            return None
+        return self._event(None, self.stopper.finish(reason))
+
+    def _event(self, token_id: int | None, text: str) -> StepEvent:
+        return StepEvent(self.sink, self.stopper, token_id, text, self.stopper.finish_reason)
 
 
 def stop_token_ids(loaded: LoadedModel) -> tuple[int, ...]:

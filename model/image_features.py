@@ -1,11 +1,10 @@
-"""Vision-encoder outputs computed once per image and reused across requests.
+"""Image states computed once per image and reused across requests: the resampled (perceiver) latents.
 
-In a chat, the same photo comes back in every later turn's prompt. IDEFICS' `generate` accepts the vision
-encoder's output (`image_encoder_embeddings`) instead of `pixel_values` and then gives the same tokens,
-so we keep a small LRU of encoder outputs keyed by `ImagePart.key` (the sha256 of the stored image) and
-only run the encoder for images we have not seen. Images without a key are encoded every time.
-Slots a row does not use (it has fewer images than the batch's widest row) are zeros: the image
-attention mask hides them, exactly as it hides the zero pixels of the uncached path.
+In a chat, the same photo comes back in every later turn's prompt. What the text layers need of it is
+its perceiver latents (model/idefics_forward.py projects them into each cross-attention layer's keys
+and values once per request), so we keep a small LRU of latents keyed by `ImagePart.key` (the sha256
+of the stored image) and only run the vision encoder and the resampler for images we have not seen.
+Images without a key are encoded every time.
 """
 
 from __future__ import annotations
@@ -16,11 +15,12 @@ from collections.abc import Sequence
 import torch
 
 from model.batch import PreparedPrompt
+from model.idefics_forward import image_latents
 from model.loaded import LoadedModel
 
 
 class ImageFeatureCache:
-    """A bounded LRU of encoder outputs (one `(patches, dim)` tensor per image), kept on the model's device."""
+    """A bounded LRU of image latents (one `(latents, dim)` tensor per image), kept on the model's device."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -47,41 +47,27 @@ class ImageFeatureCache:
             self._features.popitem(last=False)
 
 
-def encoder_embeddings(
+def image_latents_for(
     loaded: LoadedModel,
-    prompts: Sequence[PreparedPrompt],
-    keys: Sequence[Sequence[str | None]],
-    cache: ImageFeatureCache,
-) -> torch.Tensor:
-    """`(batch, max_images, patches, dim)` encoder outputs for the batch, from the cache where possible.
-
-    Every prompt must have at least one image between them (a batch without images needs no encoder).
-    """
+    prompt: PreparedPrompt,
+    keys: Sequence[str | None],
+    cache: ImageFeatureCache | None,
+) -> torch.Tensor | None:
+    """`(images, latents, dim)` latents of one prompt's images, from the cache where possible; None without images."""
+    if not prompt.num_images:
+        return None
     with torch.inference_mode():
-        return _gather(loaded, prompts, keys, cache)
-
-
-def _gather(loaded, prompts, keys, cache) -> torch.Tensor:
-    per_row: list[list[torch.Tensor | None]] = []
-    missing: list[tuple[int, int]] = []
-    for row, (prompt, row_keys) in enumerate(zip(prompts, keys)):
-        cached = [cache.get(key) for key in row_keys]
-        missing += [(row, slot) for slot, features in enumerate(cached) if features is None]
-        per_row.append(cached)
-    if missing:
-        pixels = torch.stack([prompts[row].pixel_values[slot] for row, slot in missing])
-        encoded = _encode(loaded, pixels)
-        cache.misses += len(missing)
-        for (row, slot), features in zip(missing, encoded):
-            per_row[row][slot] = features
-            cache.put(keys[row][slot], features)
-    sample = next(features for row in per_row for features in row)
-    max_images = max(1, max(len(row) for row in per_row))
-    out = torch.zeros((len(prompts), max_images, *sample.shape), dtype=sample.dtype, device=sample.device)
-    for row, features in enumerate(per_row):
-        for slot, tensor in enumerate(features):
-            out[row, slot] = tensor
-    return out
+        found = [cache.get(key) if cache is not None else None for key in keys]
+        missing = [slot for slot, latents in enumerate(found) if latents is None]
+        if missing:
+            encoded = image_latents(loaded.model, _encode(loaded, prompt.pixel_values[missing]))
+            if cache is not None:
+                cache.misses += len(missing)
+            for slot, latents in zip(missing, encoded):
+                found[slot] = latents
+                if cache is not None:
+                    cache.put(keys[slot], latents)
+        return torch.stack(found)
 
 
 def _encode(loaded: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,9 @@ tokens tokenized on its own, as the model was trained), from the text `IdeficsPr
 and checked: the number of special tokens must be what the template put there, or the prompt is refused.
 
 Fitting: the prompt may use ``max_positions - max_new_tokens`` tokens. Whole oldest turns are dropped
-first, never the preamble or the newest user turn, and never leaving an assistant turn first. Images are
+first, never the preamble or the newest user turn, and never leaving an assistant turn first; once
+some must go, the prompt starts at a user turn whose number is a multiple of `TRIM_STEP_TURNS`, so
+that it keeps the same start (and its KV stays reusable, model/prefix_cache.py) for several turns. Images are
 capped at `max_images` (preamble images do not count) the same way: whole oldest turns holding images are
 dropped, so that every remaining question still sits after the image it was about (IDEFICS text attends
 to the most recent image before it; removing only an old image would make its question look at another
@@ -39,6 +41,8 @@ from model.tokenization import SegmentEncoder
 from model.types import BuiltPrompt, Conversation, ImagePart, Preamble, TextPart, Turn
 
 WORD_JOINER = "\u2060"
+# Trimming drops old turns in steps of this many user turns (see `_on_the_trim_grid`).
+TRIM_STEP_TURNS = 4
 MARKDOWN_IMAGE = "![]("
 # Whitespace and invisible format characters that may hide in front of a role label; U+2581 ("▁") is
 # SentencePiece's space, so to the model it is whitespace too.
@@ -85,6 +89,9 @@ class PromptBuilder:
         candidates = [i for i in range(start, len(turns) - 1) if turns[i].role == "user"]
         candidates.append(len(turns) - 1)
         rendered, index = self._first_fitting(conversation.preamble, turns, newest, candidates, budget)
+        stepped = _on_the_trim_grid(turns, candidates, index)
+        if stepped != index:
+            rendered, index = self._render(conversation.preamble, turns[candidates[stepped] : -1] + (newest,)), stepped
         kept_images = _image_count(turns[candidates[index] : -1]) + _image_count((newest,))
         return BuiltPrompt(
             items=rendered.items,
@@ -182,6 +189,21 @@ class PromptBuilder:
         if sum(1 for token_id in input_ids if token_id in self._guarded_ids) != expected_specials:
             raise ModelError("The prompt could not be made safe: text produced special tokens.")
         return tuple(input_ids)
+
+
+def _on_the_trim_grid(turns: tuple[Turn, ...], candidates: list[int], index: int) -> int:
+    """Once turns must go, start at a user turn whose number is a multiple of TRIM_STEP_TURNS.
+
+    The conversation's next prompts then start at the same turn until it grows by that many more
+    exchanges, so their KV stays in the prefix cache; the start moves by several turns at once instead
+    of one turn every turn (which would change every prompt's prefix)."""
+    if candidates[index] == 0:
+        return index
+    numbers = {position: n for n, position in enumerate(i for i, t in enumerate(turns) if t.role == "user")}
+    for later in range(index, len(candidates) - 1):  # never the newest turn alone because of the grid
+        if numbers[candidates[later]] % TRIM_STEP_TURNS == 0:
+            return later
+    return index
 
 
 def _not_a_url(item: str) -> str:

@@ -20,6 +20,7 @@ from model.backend import BackendHealth
 from model.errors import PromptTooLong, ServiceStopped
 from model.image_features import ImageFeatureCache
 from model.loaded import LoadedModel
+from model.prefix_cache import PrefixCache, prefix_cache_budget
 from model.prompt import PromptBuilder
 from model.requests import GenerationRequest, ScoringJob
 from model.scoring import OptionScore, continuation_ids
@@ -109,9 +110,16 @@ class ModelService:
             self._stats,
             max_batch_size=self._max_batch_size,
             image_cache=self._image_cache,
+            prefix_cache=self._make_prefix_cache(),
+            prefill_chunk_tokens=self._prefill_chunk_tokens,
         )
         self._thread = threading.Thread(target=worker.run, name="model-worker", daemon=True)
         self._thread.start()
+
+    def _make_prefix_cache(self) -> PrefixCache | None:
+        budget = prefix_cache_budget(self._prefix_cache_bytes, self._loaded.device)
+        logger.info("prefix cache: %d MiB", budget // 2**20)
+        return PrefixCache(budget) if budget > 0 else None
 
     async def stop(self) -> None:
         """Cancel what is running (it ends within a step), abandon what waits, and join the worker."""

@@ -67,6 +67,10 @@ class StatsRecorder:
             self._stats.prompt_tokens_computed += computed
             self._stats.prefix_cache_bytes_used = cache_bytes
 
+    def prefix_cache_size(self, cache_bytes: int) -> None:
+        with self._lock:
+            self._stats.prefix_cache_bytes_used = cache_bytes
+
     def image_cache(self, hits: int, misses: int) -> None:
         with self._lock:
             self._stats.image_cache_hits = hits

@@ -1,13 +1,17 @@
 """The model worker's loop: continuous batching, one decode step at a time, on its own thread.
 
-Between two steps the worker (1) runs a waiting scoring job, if any (one forward pass), (2) prefills
-newly arrived requests as a small batch of their own and joins them to the running batch, up to the
-batch limit, (3) drops rows that finished or whose reader went away, and (4) runs one step for every
-row left (model/decoding.py). A request that arrives while a long answer is being written therefore
-starts at the next step instead of after the whole answer, and a finished row stops costing compute.
+Between two steps the worker (1) runs a waiting scoring job, if any (one forward pass), (2) sets newly
+arrived requests up for prefill (model/prefill.py: their image states once, and the KV of their
+longest cached prefix), up to the batch limit, (3) reads their prompts, at most `prefill_chunk_tokens`
+tokens per step while rows are running (all at once otherwise) and joins each finished one to the
+running batch, (4) drops rows that finished or whose reader went away (keeping their KV in the prefix
+cache for the conversation's next turn), and (5) runs one step for every row left (model/decoding.py).
+Steps return per-request events, which the worker delivers. A request that arrives while a long answer
+is being written therefore starts within a step or a few instead of after the whole answer, a long
+newcomer does not stall the rows that are streaming, and a finished row stops costing compute.
 
 Failures stay with the requests they hit: a broken image fails its own request before any prefill; a
-failing prefill touches only the newcomers; a failing step ends the running batch. Requests that have
+failing prefill touches only its newcomer; a failing step ends the running batch. Requests that have
 not shown any text yet are put back at the front of the queue (so no reader ever sees text twice):
 after CUDA out-of-memory with a lower batch limit (half the rows; back to the maximum once the batch
 drains), after any other error to be retried alone. A request that fails alone is answered with an error.
@@ -16,15 +20,18 @@ drains), after any other error to be retried alone. A request that fails alone i
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import torch
 
-from model.batch import collate, image_dims, prepare_prompt
-from model.decoding import RunningBatch, concatenate, filter_rows, new_row, prefill, step
+from model.batch import prepare_prompt
+from model.decoding import RunningBatch, concatenate, filter_rows, new_row, step
 from model.errors import GenerationFailed
-from model.generation import pad_token_id
-from model.image_features import ImageFeatureCache, encoder_embeddings
+from model.generation import StepEvent, deliver
+from model.image_features import ImageFeatureCache, image_latents_for
 from model.loaded import LoadedModel
+from model.prefill import Prefill, advance, finish_prefill, prompt_kv, start_prefill
+from model.prefix_cache import PrefixCache
 from model.requests import GenerationRequest, ScoringJob
 from model.scoring import score_continuations
 from model.stats import StatsRecorder
@@ -35,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 
 class DecodeWorker:
-    """Owns the running batch; `run()` is the body of the service's worker thread."""
+    """Owns the running batch and the prompts being read; `run()` is the body of the worker thread."""
 
     def __init__(
         self,
@@ -45,6 +52,8 @@ class DecodeWorker:
         *,
         max_batch_size: int,
         image_cache: ImageFeatureCache | None,
+        prefix_cache: PrefixCache | None = None,
+        prefill_chunk_tokens: int = 0,
     ) -> None:
         self._loaded = loaded
         self._queue = queue
@@ -52,12 +61,16 @@ class DecodeWorker:
         self._max_batch_size = max_batch_size
         self._limit = max_batch_size  # lowered after out-of-memory until the running batch drains
         self._image_cache = image_cache
+        self._prefix_cache = prefix_cache
+        self._chunk = prefill_chunk_tokens
         self._batch: RunningBatch | None = None
+        self._prefills: list[Prefill] = []  # newcomers whose prompts are being read, oldest first
         self._admitting: list[GenerationRequest] = []
 
     def run(self) -> None:
         while True:
-            work = self._queue.next_work(idle=self._batch is None, room=self._room())
+            idle = self._batch is None and not self._prefills
+            work = self._queue.next_work(idle=idle, room=self._room())
             if work is None:
                 self._end_running(FinishReason.CANCELLED)
                 return
@@ -70,11 +83,10 @@ class DecodeWorker:
                 self._fail_everything_in_flight(exc)
 
     def _room(self) -> int:
-        if self._batch is None:
-            return self._limit
-        if any(row.sink.solo for row in self._batch.rows):
+        rows = [job.row for job in self._prefills] + (self._batch.rows if self._batch is not None else [])
+        if any(row.sink.solo for row in rows):
             return 0
-        return max(0, self._limit - len(self._batch))
+        return max(0, self._limit - len(rows))
 
     def _between_steps(self, work: Work) -> None:
         if work.scoring is not None:
@@ -83,26 +95,70 @@ class DecodeWorker:
             self._admitting = work.requests
             self._admit(work.requests)
             self._admitting = []
+        self._read_prompts()
         self._drop_finished_rows()
 
     # --- joining ----------------------------------------------------------------------------------
 
     def _admit(self, requests: list[GenerationRequest]) -> None:
-        ready = [request for request in requests if self._prepare(request)]
-        if not ready:
-            return
-        running = 0 if self._batch is None else len(self._batch)
-        self._stats.batch_built(running + len(ready))
-        try:
-            newcomers = self._prefill(ready)
-        except torch.cuda.OutOfMemoryError as exc:
-            logger.warning("out of memory starting %d requests beside %d rows", len(ready), running)
-            self._recover(ready, exc, batch_size=running + len(ready))
-        except Exception as exc:
-            logger.warning("starting a batch of %d failed: %s", len(ready), exc, exc_info=True)
-            self._recover(ready, exc, batch_size=len(ready))
+        for request in requests:
+            if not self._prepare(request):
+                continue
+            rows = len(self._prefills) + (0 if self._batch is None else len(self._batch))
+            self._stats.batch_built(rows + 1)
+            try:
+                self._prefills.append(self._start(request))
+            except Exception as exc:
+                self._prefill_failed(request, exc, rows)
+
+    def _start(self, request: GenerationRequest) -> Prefill:
+        loaded = self._loaded
+        request.reset_for_run()
+        prompt = request.prompt
+        row = new_row(loaded, request.params, request, prompt.input_ids, prompt.image_keys)
+        latents = image_latents_for(loaded, request.prepared, prompt.image_keys, self._image_cache)
+        if self._image_cache is not None:
+            self._stats.image_cache(self._image_cache.hits, self._image_cache.misses)
+        return start_prefill(loaded, row, request.prepared, latents, self._prefix_cache)
+
+    def _read_prompts(self) -> None:
+        """Prefill the newcomers, within the chunk budget while rows are streaming; join finished ones."""
+        budget = self._chunk if self._chunk > 0 and self._batch is not None else None
+        for job in list(self._prefills):
+            if budget is not None and budget <= 0:
+                break
+            if job.row.sink.cancelled:
+                self._prefills.remove(job)
+                job.row.sink.finish_without_running(FinishReason.CANCELLED)
+                continue
+            try:
+                used = advance(self._loaded.model, job, budget)
+            except Exception as exc:
+                self._prefills.remove(job)
+                running = len(self._prefills) + (0 if self._batch is None else len(self._batch))
+                self._prefill_failed(job.row.sink, exc, running)
+                continue
+            if budget is not None:
+                budget -= used
+            if job.remaining == 0:
+                self._prefills.remove(job)
+                self._prefilled(job)
+
+    def _prefilled(self, job: Prefill) -> None:
+        if self._prefix_cache is not None:  # at once: a chat arriving meanwhile shares the preamble
+            self._prefix_cache.store(job.row.prompt_ids, job.row.image_keys, self._image_token, prompt_kv(job))
+        self._stats.prefilled(job.reused, job.length - job.reused, self._cache_bytes())
+        newcomer, events = finish_prefill(job)
+        self._deliver(events)
+        self._join(newcomer)
+
+    def _prefill_failed(self, request: GenerationRequest, exc: Exception, running: int) -> None:
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            logger.warning("out of memory starting a request beside %d rows", running)
+            self._recover([request], exc, batch_size=running + 1)
         else:
-            self._join(newcomers)
+            logger.warning("starting a request failed: %s", exc, exc_info=True)
+            self._recover([request], exc, batch_size=1)
 
     def _join(self, newcomers: RunningBatch) -> None:
         if self._batch is None:
@@ -134,49 +190,48 @@ class DecodeWorker:
             return False
         return True
 
-    def _prefill(self, requests: list[GenerationRequest]) -> RunningBatch:
-        loaded = self._loaded
-        rows = []
-        for request in requests:
-            request.reset_for_run()
-            rows.append(new_row(loaded, request.params, request, request.prompt.input_ids))
-        batch = collate(
-            [request.prepared for request in requests],
-            pad_token_id=pad_token_id(loaded),
-            image_token_id=loaded.image_token_ids[0],
-            image_dims=image_dims(loaded),
-            padding_side="left",
-        )
-        return prefill(loaded.model, rows, batch, loaded.device, self._features(requests))
+    @property
+    def _image_token(self) -> int:
+        return self._loaded.image_token_ids[0]
 
-    def _features(self, requests: list[GenerationRequest]) -> torch.Tensor | None:
-        """Cached vision-encoder outputs for the newcomers, or None to let the model encode the pixels."""
-        prepared = [request.prepared for request in requests]
-        if self._image_cache is None or not any(p.num_images for p in prepared):
-            return None
-        keys = [request.prompt.image_keys for request in requests]
-        features = encoder_embeddings(self._loaded, prepared, keys, self._image_cache)
-        self._stats.image_cache(self._image_cache.hits, self._image_cache.misses)
-        return features
+    def _cache_bytes(self) -> int:
+        return 0 if self._prefix_cache is None else self._prefix_cache.bytes_used
 
     # --- stepping and leaving -----------------------------------------------------------------------
+
+    def _deliver(self, events: Iterable[StepEvent | None]) -> None:
+        for event in events:
+            if event is not None:
+                deliver(event)
 
     def _drop_finished_rows(self) -> None:
         if self._batch is None:
             return
-        for row in self._batch.rows:
-            if not row.finished and row.sink.cancelled:
-                row.output.finish(FinishReason.CANCELLED)
+        self._deliver(row.output.finish(FinishReason.CANCELLED) for row in self._batch.rows if row.sink.cancelled)
         keep = [index for index, row in enumerate(self._batch.rows) if not row.finished]
+        if len(keep) < len(self._batch):
+            self._keep_answers(index for index in range(len(self._batch)) if index not in keep)
         self._batch = filter_rows(self._batch, keep)
         self._stats.running(0 if self._batch is None else len(self._batch))
-        if self._batch is None:
+        if self._batch is None and not self._prefills:
             self._limit = self._max_batch_size
+
+    def _keep_answers(self, indexes: Iterable[int]) -> None:
+        """Leaving rows' prompt and answer KV go to the prefix cache: the conversation's next turn starts so."""
+        if self._prefix_cache is None:
+            return
+        for index in indexes:
+            row = self._batch.rows[index]
+            kv = self._batch.row_kv(index)
+            ids = row.ids_in_cache
+            if kv and kv[0][0].shape[1] == len(ids):
+                self._prefix_cache.store(ids, row.image_keys, self._image_token, kv)
+        self._stats.prefix_cache_size(self._cache_bytes())
 
     def _step(self) -> None:
         batch = self._batch
         try:
-            step(self._loaded.model, batch)
+            events = step(self._loaded.model, batch)
         except torch.cuda.OutOfMemoryError as exc:
             logger.warning("out of memory in a step of %d rows; retrying with fewer", len(batch))
             self._abandon_batch(exc)
@@ -185,6 +240,7 @@ class DecodeWorker:
             self._abandon_batch(exc)
         else:
             self._stats.stepped()
+            self._deliver(events)
             # Rows leave as soon as they finish, so the next newcomers' room and batch size are right.
             self._drop_finished_rows()
 
@@ -219,16 +275,20 @@ class DecodeWorker:
 
     def _end_running(self, reason: FinishReason) -> None:
         if self._batch is not None:
-            for row in self._batch.rows:
-                row.output.finish(reason)
+            self._deliver(row.output.finish(reason) for row in self._batch.rows)
+        for job in self._prefills:
+            job.row.sink.finish_without_running(reason)
         self._batch = None
+        self._prefills = []
         self._stats.running(0)
 
     def _fail_everything_in_flight(self, exc: BaseException) -> None:
         requests = [row.sink for row in self._batch.rows] if self._batch is not None else []
+        requests += [job.row.sink for job in self._prefills]
         for request in requests + self._admitting:
             request.fail(_failure(_SOMETHING_WENT_WRONG, exc))
         self._batch = None
+        self._prefills = []
         self._admitting = []
         self._stats.running(0)
 

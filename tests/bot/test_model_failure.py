@@ -15,14 +15,15 @@ async def test_model_crash_gets_an_apology_keeps_the_question_and_the_bot_keeps_
 ):
     application = await start_bot()
     model = runtime(application).model.loaded.model
-    real_forward = type(model).forward
+    norm = type(model.model.norm)  # every text forward goes through it, whichever path runs the layers
+    real_forward = norm.forward
 
     def broken_forward(self, *args, **kwargs):
         raise RuntimeError("CUDA error: device-side assert triggered (simulated)")
 
     chat = bot_api.private_chat(USER_ID)
     user = bot_api.user(USER_ID)
-    monkeypatch.setattr(type(model), "forward", broken_forward)
+    monkeypatch.setattr(norm, "forward", broken_forward)
     await bot_api.send_photo(chat, user, image_bytes("orange"), caption="What is this?")
     [apology] = await bot_api.wait_for_bot_message(chat)
     await answers_settled(application)
@@ -35,7 +36,7 @@ async def test_model_crash_gets_an_apology_keeps_the_question_and_the_bot_keeps_
     assert (question.text, len(question.images)) == ("What is this?", 1)
     assert failed_answer.status is TurnStatus.FAILED
 
-    monkeypatch.setattr(type(model), "forward", real_forward)
+    monkeypatch.setattr(norm, "forward", real_forward)
     await bot_api.send_text(chat, user, "And now?")
     answers = await bot_api.wait_for_bot_message(chat, count=2)
     await answers_settled(application)

@@ -9,6 +9,7 @@ import torch
 from chain_checkpoint import make_chain_checkpoint
 from PIL import Image
 
+from model import idefics_forward
 from model.errors import GenerationFailed
 from model.loaded import LoadOptions
 from model.loading import load_model
@@ -133,16 +134,16 @@ async def test_a_newcomer_whose_prefill_fails_fails_alone_and_the_running_answer
     params = GenerationParams(max_new_tokens=150, ignore_stop=True)
     running = _ask("Keep talking", (90, 20, 20))
     alone = await _result(service, running, params)
-    real_forward = loaded.model.forward
+    real_forward = idefics_forward.forward
 
-    def forward_failing_on_prompts(**kwargs):
+    def forward_failing_on_prompts(model, **kwargs):
         if kwargs["input_ids"].shape[1] > 1:
             raise RuntimeError("simulated failure while reading a prompt")
-        return real_forward(**kwargs)
+        return real_forward(model, **kwargs)
 
     task = asyncio.create_task(_result(service, running, params))
     await _wait_for_steps(service, 10)
-    monkeypatch.setattr(loaded.model, "forward", forward_failing_on_prompts)
+    monkeypatch.setattr(idefics_forward, "forward", forward_failing_on_prompts)
     with pytest.raises(GenerationFailed):
         await _result(service, _ask("I will fail"), SHORT)
     survivor = await asyncio.wait_for(task, timeout=60)
@@ -167,8 +168,8 @@ async def test_a_failing_step_retries_requests_that_showed_nothing_and_fails_the
     await service.start()
     try:
         alone = await _result(service, _ask("Question"), SHORT)
-        failing = _failing_once_after_a_newcomer_joins(loaded.model.forward)
-        monkeypatch.setattr(loaded.model, "forward", failing)
+        failing = _failing_once_after_a_newcomer_joins(idefics_forward.forward)
+        monkeypatch.setattr(idefics_forward, "forward", failing)
         long_params = GenerationParams(300, ignore_stop=True)
         long_task = asyncio.create_task(_outcome(service, _ask("Long"), long_params))
         await _wait_for_steps(service, 10)
@@ -188,7 +189,7 @@ def _failing_once_after_a_newcomer_joins(real_forward):
     """A forward that raises once: at the first step after a prefill that joined a running batch."""
     state = {"steps": 0, "armed": False, "failed": False}
 
-    def forward(**kwargs):
+    def forward(model, **kwargs):
         if kwargs["input_ids"].shape[1] == 1:
             state["steps"] += 1
             if state["armed"] and not state["failed"]:
@@ -196,7 +197,7 @@ def _failing_once_after_a_newcomer_joins(real_forward):
                 raise RuntimeError("simulated kernel failure in a step")
         elif state["steps"] > 0:
             state["armed"] = True
-        return real_forward(**kwargs)
+        return real_forward(model, **kwargs)
 
     return forward
 
@@ -220,20 +221,20 @@ async def test_out_of_memory_in_a_step_restarts_unshown_requests_in_smaller_batc
 ) -> None:
     service = ModelService(held_back, max_batch_size=8, batch_window_s=0.2)
     await service.start()
-    real_forward = held_back.model.forward
+    real_forward = idefics_forward.forward
     step_sizes: list[int] = []
 
-    def forward_with_memory_for_two_rows(**kwargs):
+    def forward_with_memory_for_two_rows(model, **kwargs):
         rows, length = kwargs["input_ids"].shape
         if length == 1:
             step_sizes.append(rows)
             if rows > 2:
                 raise torch.cuda.OutOfMemoryError("simulated: CUDA out of memory")
-        return real_forward(**kwargs)
+        return real_forward(model, **kwargs)
 
     try:
         alone = await _result(service, _ask("Question"), SHORT)
-        monkeypatch.setattr(held_back.model, "forward", forward_with_memory_for_two_rows)
+        monkeypatch.setattr(idefics_forward, "forward", forward_with_memory_for_two_rows)
         outcomes = await asyncio.gather(*(_outcome(service, _ask(f"Question {n}"), SHORT) for n in range(4)))
     finally:
         await service.stop()

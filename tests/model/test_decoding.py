@@ -1,4 +1,7 @@
-"""The hand-written decode loop gives `generate`'s tokens, and rows can join and leave between steps."""
+"""The hand-written decode loop gives `generate`'s tokens, and rows can join and leave between steps.
+
+Rows are prefilled one by one (model/prefill.py) and joined; the loop computes each row's image
+keys/values once, where `generate` recomputes them at every step."""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import torch
 from PIL import Image
 
 from model.batch import collate, image_dims, prepare_prompt
-from model.decoding import RunningBatch, concatenate, filter_rows, new_row, prefill, step
+from model.decoding import RunningBatch, concatenate, filter_rows, new_row, step
+from model.image_features import image_latents_for
+from model.prefill import advance, finish_prefill, start_prefill
 from model.generation import pad_token_id, stop_token_ids
 from model.loaded import LoadOptions
 from model.loading import load_model
@@ -88,12 +93,18 @@ def _generate(loaded, prompts, max_new_tokens: int) -> list[list[int]]:
 
 
 def _start(loaded, prompts, max_new_tokens) -> RunningBatch:
+    """Each prompt prefilled alone, then all joined (left-padded) into one running batch."""
     counts = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
-    rows = [
-        new_row(loaded, GenerationParams(max_new_tokens=n, ignore_stop=True), Sink(), p.input_ids)
-        for p, n in zip(prompts, counts, strict=True)
-    ]
-    return prefill(loaded.model, rows, _collate(loaded, prompts), loaded.device)
+    batch = None
+    for prompt, count in zip(prompts, counts, strict=True):
+        params = GenerationParams(max_new_tokens=count, ignore_stop=True)
+        row = new_row(loaded, params, Sink(), prompt.input_ids)
+        latents = image_latents_for(loaded, prompt, [None] * prompt.num_images, None)
+        job = start_prefill(loaded, row, prompt, latents, None)
+        advance(loaded.model, job, None)
+        one, _events = finish_prefill(job)
+        batch = one if batch is None else concatenate(batch, one)
+    return batch
 
 
 def _drop_finished(batch: RunningBatch | None) -> RunningBatch | None:

@@ -16,7 +16,7 @@ from model.loaded import END_OF_UTTERANCE as EOU
 from model.loaded import LoadOptions
 from model.loading import load_model
 from model.preamble import load_modes
-from model.prompt import PromptBuilder
+from model.prompt import TRIM_STEP_TURNS, PromptBuilder
 from model.tokenization import check_tokenization
 from model.types import Conversation, ImagePart, Preamble, TextPart, Turn
 
@@ -236,19 +236,31 @@ def _long_chat(exchanges: int) -> tuple[Turn, ...]:
     return tuple(turns) + (user("and the last question?"),)
 
 
-def test_oldest_whole_turns_are_dropped_to_fit_and_the_kept_history_is_maximal(loaded):
+def test_oldest_whole_turns_are_dropped_to_fit_in_steps_and_the_kept_history_is_maximal(loaded):
     builder = PromptBuilder(loaded, max_images=4)
     turns = _long_chat(30)
     max_new_tokens = loaded.max_positions - 700
     built = builder.build(Conversation(turns), max_new_tokens=max_new_tokens)
-    assert 0 < built.dropped_turns < len(turns) - 1 and built.dropped_turns % 2 == 0
+    step = 2 * TRIM_STEP_TURNS  # turns: a user and an assistant turn per exchange
+    assert 0 < built.dropped_turns < len(turns) - 1 and built.dropped_turns % step == 0
     assert len(built.input_ids) + max_new_tokens <= loaded.max_positions
     assert built.items[0].startswith("User: question number")
     assert built.items[-2].startswith("\nUser: and the last")
     kept = Conversation(turns[built.dropped_turns :])
     assert builder.build(kept, max_new_tokens=max_new_tokens).input_ids == built.input_ids
-    one_more = Conversation(turns[built.dropped_turns - 2 :])
-    assert len(builder.build(one_more, max_new_tokens=1).input_ids) + max_new_tokens > loaded.max_positions
+    one_step_more = Conversation(turns[built.dropped_turns - step :])
+    assert len(builder.build(one_step_more, max_new_tokens=1).input_ids) + max_new_tokens > loaded.max_positions
+
+
+def test_trimmed_prompts_keep_their_start_while_the_conversation_grows(loaded):
+    builder = PromptBuilder(loaded, max_images=4)
+    max_new_tokens = loaded.max_positions - 1500  # room for several steps' worth of turns
+    starts = []
+    for exchanges in range(20, 30):
+        turns = _long_chat(exchanges)
+        starts.append(builder.build(Conversation(turns), max_new_tokens).items[0])
+    assert len(set(starts)) <= 2 + 10 // TRIM_STEP_TURNS  # a new start every few turns, not every turn
+    assert len(set(starts)) > 1  # (and the conversation really outgrew the context)
 
 
 def test_trimming_never_drops_the_preamble_nor_leaves_an_assistant_turn_first(loaded):

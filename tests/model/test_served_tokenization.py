@@ -20,7 +20,7 @@ from model.errors import PromptTooLong
 from model.loaded import LoadOptions
 from model.loading import load_model
 from model.preamble import load_modes
-from model.prompt import PromptBuilder
+from model.prompt import TRIM_STEP_TURNS, PromptBuilder
 from model.tokenization import check_tokenization
 from model.types import Conversation, ImagePart, TextPart, Turn
 
@@ -155,7 +155,7 @@ def test_trimming_and_prompt_too_long_count_real_tokens(llama_loaded, sentencepi
     built = builder.build(Conversation(turns), llama_loaded.max_positions - room)
     kept = turns[built.dropped_turns :]
     assert len(built.input_ids) == len(served_ids(sentencepiece_model, _text_of(kept))) <= room
-    one_more = turns[built.dropped_turns - 2 :]
+    one_more = turns[built.dropped_turns - 2 * TRIM_STEP_TURNS :]  # trimming goes in steps of turns
     assert len(served_ids(sentencepiece_model, _text_of(one_more))) > room
     too_long = (_user("describe the picture in detail " * 400),)
     with pytest.raises(PromptTooLong) as raised:
