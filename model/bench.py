@@ -56,10 +56,12 @@ async def measure(text: LoadedModel, images: LoadedModel, args: argparse.Namespa
         max_images=max(4, args.history_images, args.images_per_row),
         batch_window_s=args.batch_window,
     )
+    if args.prefill_chunk_tokens is not None:
+        common["prefill_chunk_tokens"] = args.prefill_chunk_tokens
     services = {
         "text": ModelService(text, **common),
         "text_uncached": ModelService(text, **common, prefix_cache_bytes=0),
-        "text_unchunked": ModelService(text, **common, prefill_chunk_tokens=0),
+        "text_unchunked": ModelService(text, **(common | {"prefill_chunk_tokens": 0})),
         "images": ModelService(images, **common),
         "images_uncached": ModelService(images, **common, prefix_cache_bytes=0),
     }
@@ -188,6 +190,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--step-tokens", type=int, default=16, help="tokens per row when timing decode steps (default 16)")
     add("--preamble", default="default", help="the mode whose preamble is cached (default: default)")
     add("--batch-window", type=float, default=0.01, help="seconds an idle worker waits for a batch (0.01)")
+    add("--prefill-chunk-tokens", type=int, help="the services' PREFILL_CHUNK_TOKENS (default: the service's)")
     add("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
     add("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return parser.parse_args(argv)
