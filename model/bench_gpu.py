@@ -90,7 +90,7 @@ def run_one(config, tokenizer, label: str, args: argparse.Namespace, bandwidth_t
     cuda = args.device.startswith("cuda")
     started = time.perf_counter()
     model = random_model(config, args.device, _dtype(args.dtype), QUANTIZATIONS[label])
-    loaded = loaded_model(model, tokenizer, args.device, _dtype(args.dtype), f"random idefics-9b shapes ({label})")
+    loaded = loaded_model(model, tokenizer, _dtype(args.dtype), f"random {args.config} shapes ({label})")
     built_s = time.perf_counter() - started
     if cuda:  # from here: serving's peak (4-bit is made in bf16 first, which serving never needs)
         torch.cuda.synchronize()

@@ -184,7 +184,7 @@ def _quantize_4bit(model: torch.nn.Module, compute_dtype: torch.dtype) -> None:
             setattr(parent, child_name, quantized)
 
 
-def loaded_model(model, tokenizer, device: str, dtype: torch.dtype, name: str) -> LoadedModel:
+def loaded_model(model, tokenizer, dtype: torch.dtype, name: str) -> LoadedModel:
     """What `model/loading.py` would hand on for this model: the processor, special ids, the device."""
     image_size = model.config.vision_config.image_size
     processor = IdeficsProcessor(image_processor=IdeficsImageProcessor(image_size=image_size), tokenizer=tokenizer)
@@ -193,7 +193,7 @@ def loaded_model(model, tokenizer, device: str, dtype: torch.dtype, name: str) -
         model=model,
         processor=processor,
         model_id=name,
-        device=torch.device(device),
+        device=model.get_input_embeddings().weight.device,  # "cuda:0", as the loader says it
         dtype=dtype,
         max_positions=int(model.config.max_position_embeddings),
         end_of_utterance_id=int(tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE)),
