@@ -15,8 +15,6 @@ image see none and the gate zeroes their cross-attention output). Greedy tokens 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -142,5 +140,3 @@ def concat_rows(first: ImageKV, second: ImageKV) -> ImageKV:
     a, b = pad_slots(first, slots), pad_slots(second, slots)
     return [(torch.cat([ka, kb]), torch.cat([va, vb])) for (ka, va), (kb, vb) in zip(a, b, strict=True)]
 
-
-__all__: Sequence[str] = ("ImageKV", "image_latents", "image_kv", "forward", "pad_slots", "select_rows", "concat_rows")

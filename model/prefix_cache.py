@@ -119,15 +119,14 @@ class PrefixCache:
         if self.capacity_bytes <= 0:
             return
         chain = list(self._chain(token_ids, image_keys, image_token_id))
-        new = [(index, link) for index, link in enumerate(chain) if link[0] not in self._blocks]
-        if new:
-            stacked = torch.stack([torch.stack((keys, values)) for keys, values in layers])
-            for index, (digest, parent, tokens, keys) in new:
-                start = index * self.block_tokens
-                kv = stacked[..., start : start + self.block_tokens, :].clone()
-                block = _Block(parent=parent, tokens=tokens, image_keys=keys, kv=kv)
-                self._blocks[digest] = block
-                self.bytes_used += block.nbytes
+        for index, (digest, parent, tokens, keys) in enumerate(chain):
+            if digest in self._blocks:  # computed before, by this conversation or another one
+                continue
+            span = slice(index * self.block_tokens, (index + 1) * self.block_tokens)
+            kv = torch.stack([torch.stack((k[:, span], v[:, span])) for k, v in layers])  # this block only
+            block = _Block(parent=parent, tokens=tokens, image_keys=keys, kv=kv)
+            self._blocks[digest] = block
+            self.bytes_used += block.nbytes
         self._touch([link[0] for link in chain])
         self._evict()
 

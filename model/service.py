@@ -6,6 +6,8 @@ arrived requests to it, so a new question starts being answered at the next step
 everyone else's answers, up to `max_batch_size` rows at a time. Deltas and results travel back to each
 request's asyncio queue with `call_soon_threadsafe`, so nothing on the event loop ever waits for the model.
 A failure fails only the requests it hits; see model/worker.py for how retries keep text from repeating.
+The worker owns the prefix KV cache (`prefix_cache_bytes`, sized at start) and reads long prompts in
+chunks of `prefill_chunk_tokens` between steps (README, Performance: the serving engine).
 """
 
 from __future__ import annotations

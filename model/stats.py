@@ -15,7 +15,7 @@ class ServiceStats:
     """Counters for logs and an admin command; a copy is handed out, never the live object."""
 
     finished: collections.Counter = field(default_factory=collections.Counter)  # FinishReason -> count
-    batches: int = 0  # batches built from newly arrived requests (one prefill each)
+    batches: int = 0  # prefills started: one per request joining the running batch
     largest_batch: int = 0  # most rows decoded together, newcomers included
     completion_tokens: int = 0
     retries: int = 0
