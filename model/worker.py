@@ -3,7 +3,8 @@
 Between two steps the worker (1) runs a waiting scoring job, if any (one forward pass), (2) sets newly
 arrived requests up for prefill (model/prefill.py: their image states once, and the KV of their
 longest cached prefix), up to the batch limit, (3) reads their prompts, at most `prefill_chunk_tokens`
-tokens per step while rows are running (all at once otherwise) and joins each finished one to the
+tokens per step while rows are running, and no more than takes about CHUNK_STEPS decode steps' time
+(all at once otherwise) and joins each finished one to the
 running batch, (4) drops rows that finished or whose reader went away (keeping their KV in the prefix
 cache for the conversation's next turn), and (5) runs one step for every row left (model/decoding.py).
 Steps return per-request events, which the worker delivers. A request that arrives while a long answer
@@ -20,6 +21,7 @@ drains), after any other error to be retried alone. A request that fails alone i
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 import torch
@@ -39,6 +41,13 @@ from model.types import FinishReason
 from model.work_queue import Work, WorkQueue
 
 logger = logging.getLogger(__name__)
+
+# While rows stream, a prompt chunk may also take at most about this many decode steps' time (measured
+# as the worker runs): on a CPU a token of prefill costs nearly what a whole decode step does, so
+# PREFILL_CHUNK_TOKENS alone would still stall the running rows; on a GPU the token cap is what binds.
+CHUNK_STEPS = 1.5
+MIN_CHUNK_TOKENS = 16
+_SMOOTHING = 0.2
 
 
 class DecodeWorker:
@@ -63,6 +72,8 @@ class DecodeWorker:
         self._image_cache = image_cache
         self._prefix_cache = prefix_cache
         self._chunk = prefill_chunk_tokens
+        self._step_s: float | None = None  # smoothed time of one decode step
+        self._token_s: float | None = None  # smoothed prefill time per prompt token
         self._batch: RunningBatch | None = None
         self._prefills: list[Prefill] = []  # newcomers whose prompts are being read, oldest first
         self._admitting: list[GenerationRequest] = []
@@ -123,7 +134,7 @@ class DecodeWorker:
 
     def _read_prompts(self) -> None:
         """Prefill the newcomers, within the chunk budget while rows are streaming; join finished ones."""
-        budget = self._chunk if self._chunk > 0 and self._batch is not None else None
+        budget = self._chunk_budget() if self._chunk > 0 and self._batch is not None else None
         for job in list(self._prefills):
             if budget is not None and budget <= 0:
                 break
@@ -132,7 +143,10 @@ class DecodeWorker:
                 job.row.sink.finish_without_running(FinishReason.CANCELLED)
                 continue
             try:
+                started = time.perf_counter()
                 used = advance(self._loaded.model, job, budget)
+                if used >= MIN_CHUNK_TOKENS:
+                    self._token_s = _smoothed(self._token_s, (time.perf_counter() - started) / used)
             except Exception as exc:
                 self._prefills.remove(job)
                 running = len(self._prefills) + (0 if self._batch is None else len(self._batch))
@@ -143,6 +157,15 @@ class DecodeWorker:
             if job.remaining == 0:
                 self._prefills.remove(job)
                 self._prefilled(job)
+
+    def _chunk_budget(self) -> int:
+        """PREFILL_CHUNK_TOKENS, or fewer where that many would take longer than CHUNK_STEPS steps."""
+        if self._step_s is None:
+            return self._chunk
+        if not self._token_s:  # not measured yet: a small first chunk, to measure
+            return min(self._chunk, 2 * MIN_CHUNK_TOKENS)
+        affordable = int(CHUNK_STEPS * self._step_s / self._token_s)
+        return max(MIN_CHUNK_TOKENS, min(self._chunk, affordable))
 
     def _prefilled(self, job: Prefill) -> None:
         if self._prefix_cache is not None:  # at once: a chat arriving meanwhile shares the preamble
@@ -231,7 +254,9 @@ class DecodeWorker:
     def _step(self) -> None:
         batch = self._batch
         try:
-            events = step(self._loaded.model, batch)
+            started = time.perf_counter()
+            events = step(self._loaded.model, batch)  # reads the chosen tokens: the time is the real one
+            self._step_s = _smoothed(self._step_s, time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError as exc:
             logger.warning("out of memory in a step of %d rows; retrying with fewer", len(batch))
             self._abandon_batch(exc)
@@ -332,6 +357,10 @@ _OUT_OF_MEMORY = (
     "or after starting a new conversation."
 )
 _SOMETHING_WENT_WRONG = "Something went wrong while the model was writing this answer. Please try again."
+
+
+def _smoothed(average: float | None, sample: float) -> float:
+    return sample if average is None else average + _SMOOTHING * (sample - average)
 
 
 def _failure(message: str, cause: BaseException) -> GenerationFailed:
