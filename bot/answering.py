@@ -111,9 +111,8 @@ async def _store_question(
             return _StoredQuestion(earlier[0].conversation_id) if done else None
 
     async def conversation_so_far() -> tuple[int, list[StoredTurn]]:
-        await store.touch(incoming.user, incoming.chat)
-        conversation = await store.active_conversation(incoming.chat.id, incoming.user.id)
-        return conversation.id, await store.history(conversation.id)
+        conversation, history = await store.conversation_so_far(incoming.user, incoming.chat)
+        return conversation.id, history
 
     async def images() -> tuple[list[ImageInput], list[NormalisedImage]]:
         limit = runtime.settings.max_image_bytes
@@ -283,8 +282,8 @@ async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> 
         completion_tokens=result.completion_tokens if result else None,
         time_to_first_token_s=result.time_to_first_token_s if result else None,
         total_s=result.total_s if result else None,
+        message_ids=outcome.message_ids,
     )
-    await runtime.store.link_messages(turn_id, outcome.message_ids, only=True)
 
 
 async def _write(

@@ -193,11 +193,11 @@ class Inbox:
             return  # an earlier message is not stored yet: it goes first, once it is
         try:
             inbox = self._runtime.store.inbox
-            if not await inbox.claim(key.chat_id, key.user_id, self.holder, self._lease):
+            claimed, request = await inbox.claim_oldest(key.chat_id, key.user_id, self.holder, self._lease)
+            if not claimed:
                 return  # another process holds it and will get to it
             progressed = False
             try:
-                request = await inbox.oldest_waiting(key.chat_id, key.user_id)
                 if request is not None and (fresh or is_ready(request)):
                     progressed = await run_request(
                         self._runtime, self._bot, request, self._work, first_to_tell=self._first_to_tell
@@ -211,12 +211,9 @@ class Inbox:
         """Give the claim back unless more work is queued here; then look for work that came meanwhile."""
         if self._runtime.answers.has_waiting(key):
             return
-        inbox = self._runtime.store.inbox
-        await inbox.release(self.holder, key.chat_id, key.user_id)
-        if look_again:
-            waiting = await inbox.oldest_waiting(key.chat_id, key.user_id)
-            if waiting is not None and is_ready(waiting):
-                self.kick(key)
+        waiting = await self._runtime.store.inbox.release_one(self.holder, key.chat_id, key.user_id)
+        if look_again and waiting is not None and is_ready(waiting):
+            self.kick(key)
 
     def _first_to_tell(self, request_id: int) -> bool:
         """True the first time for a request: its sender is told once that nothing can be saved."""

@@ -63,10 +63,7 @@ class InboxStore:
     async def oldest_waiting(self, chat_id: int, user_id: int) -> StoredRequest | None:
         """The conversation's oldest request that is not done (the next to work on, ready or not)."""
         async with self._transactions.read() as session:
-            row = await session.scalar(
-                _waiting(InboxItem.chat_id == chat_id, InboxItem.user_id == user_id).limit(1)
-            )
-            return None if row is None else stored_request(row)
+            return await _oldest(session, chat_id, user_id)
 
     async def album(self, chat_id: int, media_group_id: str) -> list[StoredRequest]:
         """The waiting items of one album, in the order they were received."""
@@ -154,19 +151,17 @@ class InboxStore:
 
     async def claim(self, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
         """Take (or renew) the conversation for `holder`; False while another holder's lease runs."""
+        return await self._transactions.write(lambda session: _claim(session, chat_id, user_id, holder, lease))
 
-        async def work(session: AsyncSession) -> bool:
-            now = utc_now()
-            row = await session.get(InboxClaim, (chat_id, user_id), with_for_update=True)
-            if row is None:
-                session.add(InboxClaim(chat_id=chat_id, user_id=user_id, holder=holder,
-                                       expires_at=now + lease))
-                await session.flush()  # a concurrent first claim fails here; the retry sees it
-                return True
-            if row.holder != holder and row.expires_at > now:
-                return False
-            row.holder, row.expires_at = holder, now + lease
-            return True
+    async def claim_oldest(
+        self, chat_id: int, user_id: int, holder: str, lease: timedelta
+    ) -> tuple[bool, StoredRequest | None]:
+        """`claim`, and if it was taken, the conversation's `oldest_waiting` request, in one transaction."""
+
+        async def work(session: AsyncSession) -> tuple[bool, StoredRequest | None]:
+            if not await _claim(session, chat_id, user_id, holder, lease):
+                return False, None
+            return True, await _oldest(session, chat_id, user_id)
 
         return await self._transactions.write(work)
 
@@ -191,3 +186,34 @@ class InboxStore:
             await session.execute(statement)
 
         await self._transactions.write(work)
+
+    async def release_one(self, holder: str, chat_id: int, user_id: int) -> StoredRequest | None:
+        """Give up one conversation's claim; its `oldest_waiting` request then, in the same transaction."""
+
+        async def work(session: AsyncSession) -> StoredRequest | None:
+            await session.execute(
+                delete(InboxClaim).where(
+                    InboxClaim.holder == holder, InboxClaim.chat_id == chat_id, InboxClaim.user_id == user_id
+                )
+            )
+            return await _oldest(session, chat_id, user_id)
+
+        return await self._transactions.write(work)
+
+
+async def _claim(session: AsyncSession, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
+    now = utc_now()
+    row = await session.get(InboxClaim, (chat_id, user_id), with_for_update=True)
+    if row is None:
+        session.add(InboxClaim(chat_id=chat_id, user_id=user_id, holder=holder, expires_at=now + lease))
+        await session.flush()  # a concurrent first claim fails here; the retry sees it
+        return True
+    if row.holder != holder and row.expires_at > now:
+        return False
+    row.holder, row.expires_at = holder, now + lease
+    return True
+
+
+async def _oldest(session: AsyncSession, chat_id: int, user_id: int) -> StoredRequest | None:
+    row = await session.scalar(_waiting(InboxItem.chat_id == chat_id, InboxItem.user_id == user_id).limit(1))
+    return None if row is None else stored_request(row)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.errors import NotFound
 from storage.images import NormalisedImage
 from storage.schema import Chat, Conversation, Image, Turn, TurnMessage, User, utc_now
-from storage.types import StoreStats, TurnStatus
+from storage.types import ChatInfo, StoreStats, TurnStatus, UserInfo
 
 Row = TypeVar("Row", User, Chat)
 
@@ -30,6 +30,33 @@ def is_open_conversation(chat_id: int, user_id: int) -> ColumnElement[bool]:
 
 def open_conversation(chat_id: int, user_id: int) -> Select[tuple[Conversation]]:
     return select(Conversation).where(is_open_conversation(chat_id, user_id))
+
+
+async def record_user_and_chat(session: AsyncSession, user: UserInfo, chat: ChatInfo) -> None:
+    """The user and chat rows as Telegram shows them now (made if missing)."""
+    now = utc_now()
+    user_row = await get_or_add_placeholder(session, User, user.id)
+    user_row.first_name = user.first_name
+    user_row.last_name = user.last_name
+    user_row.username = user.username
+    user_row.language_code = user.language_code
+    user_row.last_seen_at = now
+    chat_row = await get_or_add_placeholder(session, Chat, chat.id, owner_id=user.id)
+    chat_row.type = chat.type
+    chat_row.title = chat.title
+    chat_row.username = chat.username
+    chat_row.last_seen_at = now
+
+
+async def active_conversation_row(session: AsyncSession, chat_id: int, user_id: int) -> Conversation:
+    """The user's open conversation in the chat, started if there is none."""
+    open_one = await session.scalar(open_conversation(chat_id, user_id))
+    if open_one is None:
+        await lock_user(session, user_id)
+        open_one = await session.scalar(open_conversation(chat_id, user_id))
+    if open_one is None:
+        open_one = await start_conversation(session, chat_id, user_id)
+    return open_one
 
 
 async def lock_user(session: AsyncSession, user_id: int) -> None:
@@ -118,6 +145,20 @@ async def link_turn_messages(
     for message_id in wanted:
         turn.messages.append(TurnMessage(chat_id=chat_id, message_id=message_id))
     await session.flush()
+
+
+async def relink_turn_messages(
+    session: AsyncSession, turn: Turn, message_ids: Sequence[int], *, only: bool
+) -> None:
+    """`link_turn_messages` in the turn's chat; with `only`, its other links go (`turn.messages`
+    must be loaded)."""
+    if only:
+        for gone in [link for link in turn.messages if link.message_id not in message_ids]:
+            turn.messages.remove(gone)
+            await session.delete(gone)
+        await session.flush()
+    chat_id = await session.scalar(select(Conversation.chat_id).where(Conversation.id == turn.conversation_id))
+    await link_turn_messages(session, turn, chat_id, message_ids)  # type: ignore[arg-type]
 
 
 async def image_row(

@@ -5,10 +5,17 @@ A write that collides on a unique key with a concurrent writer (two tasks creati
 image or claim at once) is run again and then sees the other writer's row. A database that is
 locked past the lock timeout, full, or not answering raises `DatabaseUnavailable`, so callers can
 tell the person that nothing could be saved rather than that something went wrong.
+
+On SQLite one process's writes queue on an asyncio lock, in the order they came, before they take
+the file's write lock (BEGIN IMMEDIATE). Left to SQLite's busy handler, a crowd of waiting writers
+sleeps in steps of up to 100 ms and polls; the lock is free most of that time, and a writer that
+keeps losing the race runs past the lock timeout while the database is idle. Other processes on the
+same file still wait on the busy timeout; the lock's wait counts against the same lock timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from storage.database import sessionmakers
+from storage.database import DEFAULT_LOCK_TIMEOUT_S, sessionmakers
 from storage.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,9 +52,12 @@ def is_unavailable(error: BaseException) -> bool:
 class Transactions:
     """The writer and reader sessions of one engine (see the module docstring)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         self.engine = engine
         self._writer, self._reader = sessionmakers(engine)
+        self._lock_timeout_s = lock_timeout_s
+        # SQLite has one writer at a time: this process's writers queue here (see the docstring).
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -62,6 +72,21 @@ class Transactions:
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in a write transaction, again when a concurrent writer won a unique-key race."""
+        if self._write_turn is None:
+            return await self._write(work)
+        try:
+            async with asyncio.timeout(self._lock_timeout_s):
+                await self._write_turn.acquire()
+        except TimeoutError as error:
+            raise DatabaseUnavailable(
+                f"database is locked (waited {self._lock_timeout_s:g} s for this process's other writes)"
+            ) from error
+        try:
+            return await self._write(work)
+        finally:
+            self._write_turn.release()
+
+    async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 async with self._writer() as session, session.begin():

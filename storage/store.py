@@ -27,6 +27,7 @@ from storage.inbox import InboxStore
 from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
+    active_conversation_row,
     append_turn,
     count_rows,
     get_or_add_placeholder,
@@ -37,7 +38,8 @@ from storage.queries import (
     lock_user,
     mark_activity,
     merge_settings,
-    open_conversation,
+    record_user_and_chat,
+    relink_turn_messages,
     start_conversation,
 )
 from storage.schema import Chat, Conversation, Image, Turn, TurnImage, TurnMessage, User, utc_now
@@ -101,7 +103,7 @@ class Store:
         except BaseException:
             await engine.dispose()
             raise
-        self._transactions = Transactions(engine)
+        self._transactions = Transactions(engine, lock_timeout_s=self.lock_timeout_s)
         self._inbox = InboxStore(self._transactions)
 
     async def stop(self) -> None:
@@ -120,34 +122,26 @@ class Store:
 
     async def touch(self, user: UserInfo, chat: ChatInfo) -> None:
         """Record (or refresh) the user and chat as Telegram shows them now."""
-
-        async def work(session: AsyncSession) -> None:
-            now = utc_now()
-            user_row = await get_or_add_placeholder(session, User, user.id)
-            user_row.first_name = user.first_name
-            user_row.last_name = user.last_name
-            user_row.username = user.username
-            user_row.language_code = user.language_code
-            user_row.last_seen_at = now
-            chat_row = await get_or_add_placeholder(session, Chat, chat.id, owner_id=user.id)
-            chat_row.type = chat.type
-            chat_row.title = chat.title
-            chat_row.username = chat.username
-            chat_row.last_seen_at = now
-
-        await self._write(work)
+        await self._write(lambda session: record_user_and_chat(session, user, chat))
 
     async def active_conversation(self, chat_id: int, user_id: int) -> ConversationRef:
         """The open conversation of this user in this chat, started if there is none."""
 
         async def work(session: AsyncSession) -> ConversationRef:
-            open_one = await session.scalar(open_conversation(chat_id, user_id))
-            if open_one is None:
-                await lock_user(session, user_id)
-                open_one = await session.scalar(open_conversation(chat_id, user_id))
-            if open_one is None:
-                open_one = await start_conversation(session, chat_id, user_id)
-            return convert.conversation_ref(open_one)
+            return convert.conversation_ref(await active_conversation_row(session, chat_id, user_id))
+
+        return await self._write(work)
+
+    async def conversation_so_far(
+        self, user: UserInfo, chat: ChatInfo
+    ) -> tuple[ConversationRef, list[StoredTurn]]:
+        """`touch`, `active_conversation` and its `history`, in one transaction: all a question
+        needs before its turn is added."""
+
+        async def work(session: AsyncSession) -> tuple[ConversationRef, list[StoredTurn]]:
+            await record_user_and_chat(session, user, chat)
+            conversation = await active_conversation_row(session, chat.id, user.id)
+            return convert.conversation_ref(conversation), await self._turns_of(session, conversation.id)
 
         return await self._write(work)
 
@@ -250,8 +244,10 @@ class Store:
         completion_tokens: int | None = None,
         time_to_first_token_s: float | None = None,
         total_s: float | None = None,
+        message_ids: Sequence[int] | None = None,
     ) -> StoredTurn:
-        """Record how an assistant turn ended: its text, status, token counts and timings."""
+        """Record how an assistant turn ended: its text, status, token counts and timings; with
+        `message_ids`, also that these are all its messages now (`link_messages(only=True)`)."""
 
         async def work(session: AsyncSession) -> StoredTurn:
             turn = await load_turn(session, turn_id, *TURN_LOADS)
@@ -265,6 +261,8 @@ class Store:
             turn.finished_at = utc_now()
             await mark_activity(session, turn.conversation_id)
             await session.flush()
+            if message_ids is not None:
+                await relink_turn_messages(session, turn, message_ids, only=True)
             return convert.stored_turn(turn)
 
         return await self._write(work)
@@ -288,15 +286,7 @@ class Store:
 
         async def work(session: AsyncSession) -> None:
             turn = await load_turn(session, turn_id, selectinload(Turn.messages))
-            if only:
-                for gone in [link for link in turn.messages if link.message_id not in message_ids]:
-                    turn.messages.remove(gone)
-                    await session.delete(gone)
-                await session.flush()
-            chat_id = await session.scalar(
-                select(Conversation.chat_id).where(Conversation.id == turn.conversation_id)
-            )
-            await link_turn_messages(session, turn, chat_id, message_ids)  # type: ignore[arg-type]
+            await relink_turn_messages(session, turn, message_ids, only=only)
 
         await self._write(work)
 
@@ -307,13 +297,14 @@ class Store:
         async with self._read() as session:
             if await session.get(Conversation, conversation_id) is None:
                 raise NotFound(f"conversation {conversation_id} does not exist")
-            turns = await session.scalars(
-                select(Turn)
-                .where(Turn.conversation_id == conversation_id)
-                .order_by(Turn.position)
-                .options(*TURN_LOADS)
-            )
-            return [convert.stored_turn(turn) for turn in turns]
+            return await self._turns_of(session, conversation_id)
+
+    @staticmethod
+    async def _turns_of(session: AsyncSession, conversation_id: int) -> list[StoredTurn]:
+        turns = await session.scalars(
+            select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.position).options(*TURN_LOADS)
+        )
+        return [convert.stored_turn(turn) for turn in turns]
 
     async def turns_for_request(self, inbox_item_id: int) -> list[StoredTurn]:
         """The turns written for one inbox request, in order (its question, its answer attempts)."""
