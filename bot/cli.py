@@ -85,9 +85,10 @@ def _add_make_tiny_model(commands: argparse._SubParsersAction) -> None:
     )
     tiny.add_argument("directory", type=Path, help="where to write it (created if missing)")
     tiny.add_argument(
-        "--size", choices=["tiny", "small"], default="tiny",
+        "--size", choices=["tiny", "small", "proportional"], default="tiny",
         help="tiny: 64-dim, loads in well under a second; small: about 30 M parameters, for CPU "
-        "benchmarks (default: %(default)s)",
+        "benchmarks; proportional: small with idefics-9b's image path in proportion (64 latents, "
+        "cross-attention every 4 layers) (default: %(default)s)",
     )
     tiny.add_argument(
         "--tokenizer", type=Path, metavar="PATH",

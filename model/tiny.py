@@ -14,6 +14,12 @@ Sizes:
 - ``"tiny"``: hidden and vision dims 64 (the smallest that bitsandbytes 4-bit accepts on CPU); loads in
   well under a second.
 - ``"small"``: about 30 million parameters, for CPU benchmarks that mean something.
+- ``"proportional"``: "small"'s text width with idefics-9b's image path in proportion: 64 perceiver
+  latents per image and a gated cross-attention layer every 4 text layers (8 layers, so 2 of them), the
+  vision width about 0.31 of the text width (idefics-9b: 1280 / 4096). What `generate` recomputes for one
+  image at every decode step (perceiver plus the cross-attention image keys/values) costs about 3 times
+  one token's text work here, as in idefics-9b (about 2.4 times), so image benchmarks mean something;
+  "small" has 4 latents and makes image work nearly free.
 
 ``eou_bias`` makes a checkpoint that ends its replies quickly, for end-of-utterance stop tests. The
 architecture has no bias on ``lm_head``, so the bias is built into the weights: residual channel 0 holds a
@@ -45,7 +51,7 @@ from transformers import (
 from model.loaded import END_OF_UTTERANCE, FAKE_IMAGE_TOKEN, IMAGE_TOKEN
 from model.tokenization import SERVED_FORMAT_OPTIONS
 
-Size = Literal["tiny", "small"]
+Size = Literal["tiny", "small", "proportional"]
 
 TOKENIZER_VOCAB_SIZE = 512
 IMAGE_SIZE = 30
@@ -216,16 +222,17 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, size: Size) -> IdeficsConfig
             image_size=IMAGE_SIZE,
             patch_size=3,
             num_hidden_layers=2,
-            num_attention_heads=2,
+            num_attention_heads=dims.get("vision_heads", 2),
             intermediate_size=dims["vision"] * 2,
             initializer_range=dims["init"],
         ),
+        cross_layer_interval=dims.get("cross_every", 1),
         perceiver_config=dict(
             use_resampler=True,
-            resampler_n_latents=4,
-            resampler_depth=1,
-            resampler_n_heads=2,
-            resampler_head_dim=32,  # bitsandbytes on CPU needs in_features >= 64
+            resampler_n_latents=dims.get("latents", 4),
+            resampler_depth=dims.get("perceiver_depth", 1),
+            resampler_n_heads=dims.get("perceiver_heads", 2),
+            resampler_head_dim=dims.get("perceiver_head_dim", 32),  # bitsandbytes on CPU needs >= 64 in
         ),
     )
 
@@ -233,6 +240,13 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, size: Size) -> IdeficsConfig
 _SIZES = {
     "tiny": dict(hidden=64, layers=2, heads=2, vision=64, init=0.3),
     "small": dict(hidden=512, layers=6, heads=8, vision=128, init=0.1),
+    # idefics-9b: 64 latents, cross-attention every 4 of 32 layers, vision 1280 wide for text 4096, a
+    # perceiver 1.2 times as wide inside (16 heads x 96) as the vision width. Depth 2, not 6, keeps one
+    # image's per-step recomputation in the same proportion to a token's text work (8 layers, not 32).
+    "proportional": dict(
+        hidden=512, layers=8, heads=8, vision=160, vision_heads=4, init=0.1, cross_every=4,
+        latents=64, perceiver_depth=2, perceiver_heads=4, perceiver_head_dim=48,
+    ),  # fmt: skip
 }
 
 

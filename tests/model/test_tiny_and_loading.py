@@ -197,3 +197,16 @@ def test_auto_dtype_is_float32_on_cpu():
         assert resolve_dtype("auto") in (torch.bfloat16, torch.float16)
     else:
         assert resolve_dtype("auto") == torch.float32
+
+
+def test_the_proportional_size_has_idefics_9b_image_path_proportions():
+    """64 latents per image and a cross-attention layer every 4 text layers, as idefics-9b has."""
+    from model.tiny import build_tokenizer, tiny_config
+
+    config = tiny_config(build_tokenizer(), "proportional")
+    small = tiny_config(build_tokenizer(), "small")
+    assert config.perceiver_config.resampler_n_latents == 64
+    assert config.cross_layer_interval == 4 and config.num_hidden_layers % 4 == 0
+    assert config.num_hidden_layers // config.cross_layer_interval >= 2
+    assert 0.25 <= config.vision_config.embed_dim / config.hidden_size <= 0.35  # 9b: 1280 / 4096
+    assert small.perceiver_config.resampler_n_latents == 4 and small.cross_layer_interval == 1
