@@ -114,7 +114,19 @@ async def _scenarios(services: dict[str, ModelService], args: argparse.Namespace
     _report("worst gap / median gap while a newcomer joins (chunked)", results["newcomer"],
             "chunked_newcomer_ttft_s", "unchunked_newcomer_ttft_s")  # fmt: skip
     results["engine"] = _engine_counters(services)
+    _report_phases(services)
     return results
+
+
+def _report_phases(services: dict[str, ModelService]) -> None:
+    """Where each worker's time went between and in steps: the longest single time is a running row's stall."""
+    print("worker phases (longest single / total seconds):")
+    for name, service in services.items():
+        stats = service.stats
+        phases = ", ".join(
+            f"{phase} {stats.phase_max_s[phase]:.3f}/{total:.2f}" for phase, total in sorted(stats.phase_total_s.items())
+        )
+        print(f"  {name}: {phases}")
 
 
 def _report(title: str, pairs: Pairs, a: str, b: str) -> None:
@@ -132,7 +144,7 @@ def _engine_counters(services: dict[str, ModelService]) -> Pairs:
         counters.add(**{
             f"{name}_prompt_tokens_reused": getattr(stats, "prompt_tokens_reused", 0),
             f"{name}_prompt_tokens_computed": getattr(stats, "prompt_tokens_computed", 0),
-        })  # fmt: skip
+        } | {f"{name}_longest_{phase}_s": round(seconds, 4) for phase, seconds in stats.phase_max_s.items()})  # fmt: skip
     return counters
 
 

@@ -24,6 +24,7 @@ import torch
 from model import idefics_forward
 from model.generation import BatchRow, RowSink, StepEvent, make_row, stop_token_ids
 from model.idefics_forward import ImageKV
+from model.kv_cache import GrowingLayer, spare_for
 from model.loaded import LoadedModel
 from model.sampling import RowSampler
 from model.types import GenerationParams
@@ -165,8 +166,12 @@ def concatenate(running: RunningBatch, newcomers: RunningBatch) -> RunningBatch:
     """One batch holding `running`'s rows then `newcomers`' rows, aligned at the right edge."""
     length = max(running.cached_length, newcomers.cached_length)
     for old, new in zip(running.cache.layers, newcomers.cache.layers, strict=True):
-        old.keys = torch.cat([_left_pad(old.keys, length, -2), _left_pad(new.keys, length, -2)])
-        old.values = torch.cat([_left_pad(old.values, length, -2), _left_pad(new.values, length, -2)])
+        # One buffer, with room for the next steps' tokens: written once, not padded then concatenated.
+        keys, values = _joined(old.keys, new.keys, length), _joined(old.values, new.values, length)
+        if isinstance(old, GrowingLayer):
+            old.adopt(keys, values, length)
+        else:
+            old.keys, old.values = keys[..., :length, :], values[..., :length, :]
     images = max(running.image_mask.shape[-1], newcomers.image_mask.shape[-1])
     slots = images * _latents_per_image(running)
     running.rows = running.rows + newcomers.rows
@@ -181,6 +186,15 @@ def concatenate(running: RunningBatch, newcomers: RunningBatch) -> RunningBatch:
     )
     running.next_tokens = torch.cat([running.next_tokens, newcomers.next_tokens])
     return running
+
+
+def _joined(first: torch.Tensor, second: torch.Tensor, length: int) -> torch.Tensor:
+    """`first`'s rows then `second`'s, right-aligned at column `length`, in a buffer with spare columns."""
+    rows = first.shape[0] + second.shape[0]
+    buffer = first.new_zeros((rows, first.shape[1], length + spare_for(length), first.shape[3]))
+    buffer[: first.shape[0], :, length - first.shape[2] : length] = first
+    buffer[first.shape[0] :, :, length - second.shape[2] : length] = second
+    return buffer
 
 
 def _latents_per_image(batch: RunningBatch) -> int:

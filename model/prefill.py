@@ -11,16 +11,17 @@ the first token and gives a one-row `RunningBatch` to join the running one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
 from model import idefics_forward
 from model.batch import PreparedPrompt, most_recent_image_mask
 from model.decoding import DecodeRow, RunningBatch, choose
 from model.generation import StepEvent
 from model.idefics_forward import ImageKV
+from model.kv_cache import growing_cache
 from model.loaded import LoadedModel
 from model.prefix_cache import PrefixCache
 
@@ -33,7 +34,7 @@ class Prefill:
     input_ids: torch.Tensor  # (1, prompt length)
     image_mask: torch.Tensor  # (1, prompt length, images)
     image_kv: ImageKV
-    cache: DynamicCache
+    cache: object  # transformers DynamicCache (model/kv_cache.py)
     done: int  # prompt tokens whose KV is in `cache`
     reused: int  # of those, how many came from the prefix cache
     logits: torch.Tensor | None = None  # the last prompt token's, once `done` reaches the end
@@ -72,7 +73,7 @@ def start_prefill(
             dim = model.config.vision_config.embed_dim
             latents = torch.zeros((1, latents_per_image(model), dim), dtype=loaded.dtype, device=device)
         image_kv = idefics_forward.image_kv(model, latents.unsqueeze(0).to(device))
-        cache = DynamicCache(config=model.config)
+        cache = growing_cache(model.config)
         done = 0
         if prefix_cache is not None:
             match = prefix_cache.lookup(
@@ -129,6 +130,53 @@ def finish_prefill(job: Prefill) -> tuple[RunningBatch, list[StepEvent]]:
         attention_mask=job.input_ids.new_ones((1, job.length)),
         image_kv=job.image_kv,
         image_mask=job.image_mask[:, -1:, :],
+        next_tokens=next_tokens,
+    )
+    return batch, events
+
+
+def prefill_together(model, jobs: Sequence[Prefill]) -> tuple[RunningBatch, list[StepEvent]]:
+    """Newcomers with nothing cached, read in one left-padded forward pass (as `generate` reads a batch).
+
+    Requests that arrive together while nothing is running would otherwise be read one after another;
+    one pass over the padded batch costs little more than the longest of them. Padding is on the left
+    only, so `RunningBatch.row_kv` still finds each row's KV for the prefix cache.
+    """
+    if any(job.done for job in jobs):
+        raise ValueError("only newcomers without a cached prefix are read together")
+    length = max(job.length for job in jobs)
+    images = max(job.image_mask.shape[-1] for job in jobs)
+    device = jobs[0].input_ids.device
+    input_ids = torch.zeros((len(jobs), length), dtype=torch.long, device=device)  # padding is masked out
+    attention_mask = torch.zeros_like(input_ids)
+    image_mask = jobs[0].image_mask.new_zeros((len(jobs), length, images))
+    for index, job in enumerate(jobs):
+        input_ids[index, -job.length :] = job.input_ids[0]
+        attention_mask[index, -job.length :] = 1
+        image_mask[index, -job.length :, : job.image_mask.shape[-1]] = job.image_mask[0]
+    image_kv = jobs[0].image_kv
+    for job in jobs[1:]:
+        image_kv = idefics_forward.concat_rows(image_kv, job.image_kv)
+    cache = growing_cache(model.config)
+    with torch.inference_mode():
+        logits = idefics_forward.forward(
+            model,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            cache=cache,
+            image_kv=image_kv,
+            image_mask=image_mask,
+        )
+        rows = [job.row for job in jobs]
+        next_tokens, events = choose(rows, logits)
+    for job in jobs:
+        job.done = job.length
+    batch = RunningBatch(
+        rows=rows,
+        cache=cache,
+        attention_mask=attention_mask,
+        image_kv=image_kv,
+        image_mask=image_mask[:, -1:, :],
         next_tokens=next_tokens,
     )
     return batch, events

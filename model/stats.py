@@ -26,6 +26,10 @@ class ServiceStats:
     prompt_tokens_reused: int = 0  # prompt tokens whose KV came from the prefix cache
     prompt_tokens_computed: int = 0  # prompt tokens prefilled (not found in the prefix cache)
     prefix_cache_bytes_used: int = 0  # what the prefix cache holds now
+    # Seconds the worker spent in each phase of its loop (admit, prefill, cache_store, join, leave, step):
+    # the total, and the longest single time — what a running row waits for between two tokens.
+    phase_total_s: dict = field(default_factory=dict)
+    phase_max_s: dict = field(default_factory=dict)
 
 
 class StatsRecorder:
@@ -37,7 +41,12 @@ class StatsRecorder:
 
     def snapshot(self) -> ServiceStats:
         with self._lock:
-            return dataclasses.replace(self._stats, finished=collections.Counter(self._stats.finished))
+            return dataclasses.replace(
+                self._stats,
+                finished=collections.Counter(self._stats.finished),
+                phase_total_s=dict(self._stats.phase_total_s),
+                phase_max_s=dict(self._stats.phase_max_s),
+            )
 
     def finished(self, result: GenerationResult) -> None:
         with self._lock:
@@ -48,6 +57,12 @@ class StatsRecorder:
         with self._lock:
             self._stats.batches += 1
             self._stats.largest_batch = max(self._stats.largest_batch, rows_after_joining)
+
+    def phase(self, name: str, seconds: float) -> None:
+        with self._lock:
+            totals, worst = self._stats.phase_total_s, self._stats.phase_max_s
+            totals[name] = totals.get(name, 0.0) + seconds
+            worst[name] = max(worst.get(name, 0.0), seconds)
 
     def running(self, rows: int) -> None:
         with self._lock:

@@ -20,9 +20,10 @@ drains), after any other error to be retried alone. A request that fails alone i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -32,7 +33,7 @@ from model.errors import GenerationFailed
 from model.generation import StepEvent, deliver
 from model.image_features import ImageFeatureCache, image_latents_for
 from model.loaded import LoadedModel
-from model.prefill import Prefill, advance, finish_prefill, prompt_kv, start_prefill
+from model.prefill import Prefill, advance, finish_prefill, prefill_together, prompt_kv, start_prefill
 from model.prefix_cache import PrefixCache
 from model.requests import GenerationRequest, ScoringJob
 from model.scoring import score_continuations
@@ -77,6 +78,9 @@ class DecodeWorker:
         self._batch: RunningBatch | None = None
         self._prefills: list[Prefill] = []  # newcomers whose prompts are being read, oldest first
         self._admitting: list[GenerationRequest] = []
+        # Newcomers' prompt KV not yet in the prefix cache: stored in the next slot between two steps,
+        # not in the one that joins them (each copy is a stall for the running rows).
+        self._pending_stores: list[tuple[tuple[int, ...], tuple, list]] = []
 
     def run(self) -> None:
         while True:
@@ -102,12 +106,38 @@ class DecodeWorker:
     def _between_steps(self, work: Work) -> None:
         if work.scoring is not None:
             self._run_scoring(work.scoring)
+        self._store_pending()
+        admitted_s = 0.0
         if work.requests:
             self._admitting = work.requests
-            self._admit(work.requests)
+            started = time.perf_counter()
+            with self._phase("admit"):
+                self._admit(work.requests)
+            admitted_s = time.perf_counter() - started
             self._admitting = []
-        self._read_prompts()
+        # Setting newcomers up (their images) already took a slot's worth of time: their prompts wait a step.
+        if not (self._batch is not None and self._step_s and admitted_s > CHUNK_STEPS * self._step_s):
+            self._read_prompts()
         self._drop_finished_rows()
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Time one phase of the loop into the stats (`phase_total_s`, `phase_max_s`): the profile of a stall."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._stats.phase(name, time.perf_counter() - started)
+
+    def _store_pending(self) -> None:
+        if not self._pending_stores or self._prefix_cache is None:
+            self._pending_stores = []
+            return
+        with self._phase("cache_store"):
+            for ids, image_keys, kv in self._pending_stores:
+                self._prefix_cache.store(ids, image_keys, self._image_token, kv)
+        self._pending_stores = []
+        self._stats.prefix_cache_size(self._cache_bytes())
 
     # --- joining ----------------------------------------------------------------------------------
 
@@ -135,6 +165,8 @@ class DecodeWorker:
     def _read_prompts(self) -> None:
         """Prefill the newcomers, within the chunk budget while rows are streaming; join finished ones."""
         budget = self._chunk_budget() if self._chunk > 0 and self._batch is not None else None
+        if budget is None:
+            self._read_together([job for job in self._prefills if job.done == 0 and not job.row.sink.cancelled])
         for job in list(self._prefills):
             if budget is not None and budget <= 0:
                 break
@@ -144,7 +176,8 @@ class DecodeWorker:
                 continue
             try:
                 started = time.perf_counter()
-                used = advance(self._loaded.model, job, budget)
+                with self._phase("prefill"):
+                    used = advance(self._loaded.model, job, budget)
                 if used >= MIN_CHUNK_TOKENS:
                     self._token_s = _smoothed(self._token_s, (time.perf_counter() - started) / used)
             except Exception as exc:
@@ -158,6 +191,27 @@ class DecodeWorker:
                 self._prefills.remove(job)
                 self._prefilled(job)
 
+    def _read_together(self, jobs: list[Prefill]) -> None:
+        """Newcomers with nothing cached, read in one padded pass (nothing is running: no one waits)."""
+        if len(jobs) < 2:
+            return
+        for job in jobs:
+            self._prefills.remove(job)
+        try:
+            with self._phase("prefill"):
+                newcomers, events = prefill_together(self._loaded.model, jobs)
+        except Exception as exc:
+            running = 0 if self._batch is None else len(self._batch)
+            logger.warning("reading %d prompts together failed: %s", len(jobs), exc, exc_info=True)
+            self._recover([job.row.sink for job in jobs], exc, batch_size=running + len(jobs))
+            return
+        for index, job in enumerate(jobs):
+            if self._prefix_cache is not None:
+                self._pending_stores.append((job.row.prompt_ids, job.row.image_keys, newcomers.row_kv(index)))
+            self._stats.prefilled(0, job.length, self._cache_bytes())
+        self._deliver(events)
+        self._join(newcomers)
+
     def _chunk_budget(self) -> int:
         """PREFILL_CHUNK_TOKENS, or fewer where that many would take longer than CHUNK_STEPS steps."""
         if self._step_s is None:
@@ -168,8 +222,8 @@ class DecodeWorker:
         return max(MIN_CHUNK_TOKENS, min(self._chunk, affordable))
 
     def _prefilled(self, job: Prefill) -> None:
-        if self._prefix_cache is not None:  # at once: a chat arriving meanwhile shares the preamble
-            self._prefix_cache.store(job.row.prompt_ids, job.row.image_keys, self._image_token, prompt_kv(job))
+        if self._prefix_cache is not None:  # by the next step: a chat arriving then shares the preamble
+            self._pending_stores.append((job.row.prompt_ids, job.row.image_keys, prompt_kv(job)))
         self._stats.prefilled(job.reused, job.length - job.reused, self._cache_bytes())
         newcomer, events = finish_prefill(job)
         self._deliver(events)
@@ -188,7 +242,8 @@ class DecodeWorker:
             self._batch = newcomers
         else:
             try:
-                self._batch = concatenate(self._batch, newcomers)
+                with self._phase("join"):
+                    self._batch = concatenate(self._batch, newcomers)
             except Exception as exc:  # a half-joined cache is unusable: every row starts again or fails
                 logger.warning("joining %d rows to %d failed: %s", len(newcomers), len(self._batch), exc)
                 # `concatenate` may have moved the newcomers' rows over already: each request once.
@@ -233,8 +288,10 @@ class DecodeWorker:
         self._deliver(row.output.finish(FinishReason.CANCELLED) for row in self._batch.rows if row.sink.cancelled)
         keep = [index for index, row in enumerate(self._batch.rows) if not row.finished]
         if len(keep) < len(self._batch):
-            self._keep_answers(index for index in range(len(self._batch)) if index not in keep)
-        self._batch = filter_rows(self._batch, keep)
+            with self._phase("cache_store"):
+                self._keep_answers(index for index in range(len(self._batch)) if index not in keep)
+        with self._phase("leave"):
+            self._batch = filter_rows(self._batch, keep)
         self._stats.running(0 if self._batch is None else len(self._batch))
         if self._batch is None and not self._prefills:
             self._limit = self._max_batch_size
@@ -257,6 +314,7 @@ class DecodeWorker:
             started = time.perf_counter()
             events = step(self._loaded.model, batch)  # reads the chosen tokens: the time is the real one
             self._step_s = _smoothed(self._step_s, time.perf_counter() - started)
+            self._stats.phase("step", time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError as exc:
             logger.warning("out of memory in a step of %d rows; retrying with fewer", len(batch))
             self._abandon_batch(exc)

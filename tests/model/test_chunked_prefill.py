@@ -3,6 +3,8 @@ and each row's image states are computed once, not at every step."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from PIL import Image
 
@@ -94,3 +96,39 @@ async def _result(service, conversation, params) -> GenerationResult:
             return event
     raise AssertionError("no result")
 
+
+
+async def test_newcomers_arriving_together_are_read_in_one_padded_pass_with_the_same_answers(
+    chatty, monkeypatch
+) -> None:
+    questions = ["Hello there", "What is in the picture, in a few words", "Tell me a story"]
+    greedy = GenerationParams(max_new_tokens=12, ignore_stop=True)
+    service = ModelService(chatty, prefix_cache_bytes=0, batch_window_s=0.5)
+    await service.start()
+    try:
+        alone = [await _answer(service, question, greedy) for question in questions]
+        calls: list[tuple[int, int]] = []
+        real_forward = idefics_forward.forward
+
+        def recording(model, **kwargs):
+            calls.append(tuple(kwargs["input_ids"].shape))
+            return real_forward(model, **kwargs)
+
+        monkeypatch.setattr(idefics_forward, "forward", recording)
+        together = await asyncio.gather(*(_answer(service, question, greedy) for question in questions))
+        monkeypatch.setattr(idefics_forward, "forward", real_forward)
+        phases = service.stats.phase_total_s
+    finally:
+        await service.stop()
+    assert together == alone  # left padding changes no row's greedy tokens
+    prompt_passes = [(rows, tokens) for rows, tokens in calls if tokens > 1]
+    assert len(prompt_passes) == 1 and prompt_passes[0][0] == len(questions)
+    assert {"admit", "prefill", "step"} <= set(phases)  # the worker's time, phase by phase
+
+
+async def _answer(service: ModelService, question: str, params: GenerationParams) -> str:
+    result = None
+    async for event in service.stream(_ask(question), params):
+        if isinstance(event, GenerationResult):
+            result = event
+    return result.text
