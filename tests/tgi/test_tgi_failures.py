@@ -33,7 +33,8 @@ async def test_overloaded_servers_make_the_caller_wait_with_busy_then_answer(tgi
 
 
 async def test_a_bare_503_counts_as_busy_too(tgi, start_backend, tiny_loaded):
-    backend = await start_backend(tiny_loaded, [tgi.url])
+    # No health check between: the one bare 503 must reach the request, not a /health probe.
+    backend = await start_backend(tiny_loaded, [tgi.url], health_interval_s=3600)
     tgi.faults.unavailable = 1
     events, result = await collect(backend, ask("Hello"), GREEDY)
     assert isinstance(events[0], Busy) and result.finish_reason is not FinishReason.ERROR
