@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from model.batch import prepare_prompt
-from model.decoding import RunningBatch, concatenate, filter_rows, new_row, step
+from model.decoding import DecodeRow, RunningBatch, concatenate, filter_rows, new_row, step
 from model.errors import GenerationFailed
 from model.generation import StepEvent, deliver
 from model.image_features import ImageFeatureCache, image_latents_for
@@ -98,10 +98,14 @@ class DecodeWorker:
                 self._fail_everything_in_flight(exc)
 
     def _room(self) -> int:
-        rows = [job.row for job in self._prefills] + (self._batch.rows if self._batch is not None else [])
+        rows = self._rows_in_flight()
         if any(row.sink.solo for row in rows):
             return 0
         return max(0, self._limit - len(rows))
+
+    def _rows_in_flight(self) -> list[DecodeRow]:
+        """Every row the worker holds: those still reading their prompt, then the running batch's."""
+        return [job.row for job in self._prefills] + (self._batch.rows if self._batch is not None else [])
 
     def _between_steps(self, work: Work) -> None:
         if work.scoring is not None:
@@ -145,7 +149,7 @@ class DecodeWorker:
         for request in requests:
             if not self._prepare(request):
                 continue
-            rows = len(self._prefills) + (0 if self._batch is None else len(self._batch))
+            rows = len(self._rows_in_flight())
             self._stats.batch_built(rows + 1)
             try:
                 self._prefills.append(self._start(request))
@@ -182,8 +186,7 @@ class DecodeWorker:
                     self._token_s = _smoothed(self._token_s, (time.perf_counter() - started) / used)
             except Exception as exc:
                 self._prefills.remove(job)
-                running = len(self._prefills) + (0 if self._batch is None else len(self._batch))
-                self._prefill_failed(job.row.sink, exc, running)
+                self._prefill_failed(job.row.sink, exc, len(self._rows_in_flight()))
                 continue
             if budget is not None:
                 budget -= used
