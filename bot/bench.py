@@ -33,7 +33,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bot.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="model directory (default: make one of --size)")
     parser.add_argument("--size", choices=("tiny", "small"), default="small", help="checkpoint to make")
-    parser.add_argument("--answers", type=int, default=10, help="photos answered per model (default 10)")
+    parser.add_argument("--answers", type=int, default=20, help="photos answered per model, after a first one (default 20)")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per answer (default 64)")
     parser.add_argument("--users", type=int, default=100, help="people writing at once (default 100)")
     parser.add_argument("--messages", type=int, default=2, help="texts each of them sends (default 2)")
@@ -57,7 +57,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | 
     )
     _progress(f"answering {args.answers} photos with the instant model")
     scripted = await answer_latency(
-        workdir, instant, answers=args.answers, new_tokens=args.new_tokens, user_offset=args.answers
+        workdir, instant, answers=args.answers, new_tokens=args.new_tokens, user_offset=args.answers + 1
     )
     _progress(f"{args.users} people sending {args.messages} texts each, at once")
     updates_per_s = await throughput(workdir, users=args.users, messages=args.messages)
@@ -75,6 +75,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | 
         "instant_overhead_median_s": _round(statistics.median(scripted.overhead)),
         "instant_overhead_p95_s": _round(p95(scripted.overhead)),
         "instant_update_to_first_text_median_s": _round(statistics.median(scripted.first_text)),
+        "first_answer_overhead_s": _round(real.first_answer_overhead),
         "answers": args.answers,
         "new_tokens": args.new_tokens,
         "checkpoint": args.size if args.checkpoint is None else str(args.checkpoint),
@@ -103,6 +104,7 @@ def report(figures: dict, runs: dict[str, LatencyRun] | None = None) -> None:
           f"(bare generation {figures['bare_generation_median_s']:.3f} s)")
     print(f"time outside the model (tiny model): median {figures['outside_model_median_s']:.3f} s, "
           f"p95 {figures['outside_model_p95_s']:.3f} s")
+    print(f"the first answer after the start (tiny model): overhead {figures['first_answer_overhead_s']:.3f} s")
     print(f"overhead (instant model): median {figures['instant_overhead_median_s']:.3f} s, "
           f"p95 {figures['instant_overhead_p95_s']:.3f} s")
     print(f"update -> first visible text: {figures['update_to_first_text_median_s']:.3f} s (tiny), "

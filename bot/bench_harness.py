@@ -14,7 +14,7 @@ import contextlib
 import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from bot.lifecycle import serving
 from bot.runtime import runtime_of
 from bot.settings import Settings
 from model.backend import BackendHealth, ModelBackend
-from model.types import Conversation, GenerationParams, GenerationResult, StreamEvent, TextDelta
+from model.types import (Conversation, GenerationParams, GenerationResult, ImagePart, Part, StreamEvent,
+                         TextDelta)
 from standin.telegram import BotApiStandIn, FloodLimits
 
 
@@ -77,12 +78,29 @@ class TimedBackend:
 async def bare_generation_s(
     backend: ModelBackend, conversation: Conversation, params: GenerationParams
 ) -> float:
-    """Seconds the backend alone takes to write the whole answer (the yardstick)."""
+    """Seconds the backend alone takes to write the whole answer (the yardstick), from the model's
+    caches as the bot found them: the conversation's images get keys never seen, so their features
+    and every prompt token after them are computed again, as they were for the bot; what every chat
+    shares (the mode's preamble) stays cached for both."""
+    unseen = _with_unseen_images(conversation)
     started = time.perf_counter()
-    async with contextlib.aclosing(backend.stream(conversation, params)) as events:
+    async with contextlib.aclosing(backend.stream(unseen, params)) as events:
         async for _ in events:
             pass
     return time.perf_counter() - started
+
+
+def _with_unseen_images(conversation: Conversation) -> Conversation:
+    """The same conversation, its images keyed afresh (their pixels unchanged)."""
+    stamp = time.monotonic_ns()
+
+    def unseen(part: Part) -> Part:
+        if isinstance(part, ImagePart) and part.key is not None:
+            return replace(part, key=f"{part.key}:yardstick:{stamp}")
+        return part
+
+    turns = tuple(replace(turn, parts=tuple(unseen(part) for part in turn.parts)) for turn in conversation.turns)
+    return replace(conversation, turns=turns)
 
 
 @contextlib.asynccontextmanager

@@ -6,9 +6,15 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from PIL import Image
 
 from bot.bench import main
+from bot.bench_harness import bare_generation_s
 from bot.bench_runs import BenchFailed, _check_every_answer
+from model.loaded import LoadOptions
+from model.loading import load_model
+from model.service import ModelService
+from model.types import Conversation, GenerationParams, ImagePart, Preamble, TextPart, Turn
 
 KEYS = ("overhead_median_s", "overhead_p95_s", "last_token_to_final_s", "updates_per_s")
 
@@ -35,3 +41,33 @@ def test_the_bench_fails_loudly_when_an_answer_is_lost_or_out_of_order():
     answers.pop()
     with pytest.raises(BenchFailed):
         _check_every_answer(standin, [(chat, user)], 2)
+
+
+async def test_the_yardstick_computes_what_the_bot_computed_and_reuses_only_the_shared_preamble(tiny_checkpoint):
+    """Bare generation starts from the caches the bot's answer found: a photo nobody sent before is
+    prefilled (its features and the prompt after it) exactly as much for the yardstick as for the bot."""
+    loaded = load_model(LoadOptions(model_id=str(tiny_checkpoint), dtype="float32", device_map=None))
+    service = ModelService(loaded, prefix_cache_bytes=64 * 2**20)
+    preamble = Preamble(name="test", text="Assistant answers questions about images truthfully and briefly. " * 3)
+    params = GenerationParams(max_new_tokens=4, ignore_stop=True)
+
+    def photo_question(rgb: tuple[int, int, int], key: str) -> Conversation:
+        image = ImagePart(Image.new("RGB", (40, 32), rgb), key=key)
+        return Conversation(turns=(Turn("user", (image, TextPart("What is in this photo?"))),), preamble=preamble)
+
+    await service.start()
+    try:
+        await bare_generation_s(service, photo_question((1, 2, 3), "sha-earlier"), params)  # an earlier chat
+        before = service.stats.prompt_tokens_computed
+        bots_answer = photo_question((200, 10, 10), "sha-new")
+        async for _ in service.stream(bots_answer, params):
+            pass
+        computed_for_the_bot = service.stats.prompt_tokens_computed - before
+        before = service.stats.prompt_tokens_computed
+        await bare_generation_s(service, bots_answer, params)
+        computed_for_the_yardstick = service.stats.prompt_tokens_computed - before
+    finally:
+        await service.stop()
+    assert computed_for_the_bot > 0
+    assert computed_for_the_yardstick == computed_for_the_bot
+    assert service.stats.prompt_tokens_reused > 0  # the preamble was shared, for both
