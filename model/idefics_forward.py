@@ -11,9 +11,17 @@ gated cross-attention block whose query attends to the cached image keys/values 
 attention mask (each text token sees only the most recent image before it; tokens before the first
 image see none and the gate zeroes their cross-attention output). Greedy tokens match `generate`'s
 (tests/model/test_decoding.py).
+
+A gated cross-attention block is used through its parts, not its `forward`, so the hook accelerate put
+on it (a model spread over several GPUs, or partly offloaded to CPU RAM or disk by `device_map="auto"`)
+would never run: `_dispatched` runs it around those parts, which brings the block's weights in and the
+tensors to its device, as calling the block would (tests/model/test_offloaded_model.py).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from transformers.masking_utils import create_causal_mask
@@ -39,12 +47,27 @@ def image_kv(model, latents: torch.Tensor) -> ImageKV:
     for layer in model.model.gated_cross_attn_layers:
         attention = layer.cross_attn
         shape = (batch, images * count, attention.num_heads, attention.head_dim)
-        keys = attention.k_proj(flat).view(shape).transpose(1, 2)
-        values = attention.v_proj(flat).view(shape).transpose(1, 2)
-        if attention.qk_layer_norms:
-            keys = attention.k_layer_norm(keys)
+        with _dispatched(layer, flat) as (on_device,):
+            keys = attention.k_proj(on_device).view(shape).transpose(1, 2)
+            values = attention.v_proj(on_device).view(shape).transpose(1, 2)
+            if attention.qk_layer_norms:
+                keys = attention.k_layer_norm(keys)
         out.append((keys, values))
     return out
+
+
+@contextlib.contextmanager
+def _dispatched(module: torch.nn.Module, *tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
+    """`tensors` on `module`'s device with its weights loaded, as accelerate's hook does for a call."""
+    hook = getattr(module, "_hf_hook", None)
+    if hook is None:
+        yield tensors
+        return
+    moved, _ = hook.pre_forward(module, *tensors)
+    try:
+        yield tuple(moved)
+    finally:
+        hook.post_forward(module, None)
 
 
 def forward(
@@ -101,6 +124,11 @@ def _cross_mask(image_mask: torch.Tensor, latents: int, dtype: torch.dtype):
 
 def _gated_cross_attention(block, hidden, keys, values, mask, gate) -> torch.Tensor:
     """`IdeficsGatedCrossAttentionLayer.forward` with the image keys/values already projected."""
+    with _dispatched(block, hidden, keys, values, mask, gate) as (hidden, keys, values, mask, gate):
+        return _cross_attention_parts(block, hidden, keys, values, mask, gate)
+
+
+def _cross_attention_parts(block, hidden, keys, values, mask, gate) -> torch.Tensor:
     attention = block.cross_attn
     residual = hidden
     normed = block.input_layernorm(hidden)

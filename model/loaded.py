@@ -15,7 +15,10 @@ class LoadOptions:
     model_id: str = "HuggingFaceM4/idefics-9b-instruct"
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32
     quantization: str = "none"  # none | 8bit | 4bit
-    device_map: str | None = "auto"
+    # "auto" (spread over the GPUs, then CPU RAM, then `offload_folder` if given), a device, or
+    # accelerate's module → device map; None: transformers' default placement.
+    device_map: str | dict[str, str | int] | None = "auto"
+    offload_folder: str | None = None  # where weights offloaded to "disk" are kept
 
 
 @dataclass(frozen=True)

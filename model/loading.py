@@ -57,7 +57,7 @@ def load_model(options: LoadOptions) -> LoadedModel:
         _log_tokenization(processor.tokenizer)
         model = AutoModelForImageTextToText.from_pretrained(
             source, dtype=dtype, quantization_config=quantization, device_map=_device_map(options),
-            **hub_options,
+            **_offload_options(options), **hub_options,
         ).eval()
     seconds = time.perf_counter() - started
     _log_weights(model, seconds)
@@ -146,10 +146,14 @@ def quantization_config(mode: str, compute_dtype: torch.dtype) -> BitsAndBytesCo
     )
 
 
-def _device_map(options: LoadOptions) -> str | None:
+def _device_map(options: LoadOptions) -> str | dict[str, str | int] | None:
     if options.device_map == "auto" and not torch.cuda.is_available():
         return "cpu"  # nothing to spread over; accelerate's planner only adds noise here
     return options.device_map
+
+
+def _offload_options(options: LoadOptions) -> dict[str, str]:
+    return {} if options.offload_folder is None else {"offload_folder": options.offload_folder}
 
 
 def _looks_like_path(model_id: str) -> bool:
