@@ -26,11 +26,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from telegram.ext import Application
+
 from bot.bench_harness import TimedBackend, bare_generation_s, photo, running_bot, settled
 from bot.scripted_model import ScriptedModel
 from bot.settings import Settings
 from model.backend import ModelBackend
-from standin.telegram import FloodLimits, Window
+from standin.telegram import BotApiStandIn, FloodLimits, Window
 
 FIRST_USER_ID = 510_000
 BROADCAST_RATE = 1000.0
@@ -106,17 +108,26 @@ async def throughput(workdir: Path, *, users: int, messages: int) -> float:
     async with running_bot(
         workdir, factory, flood_limits=limits, telegram_max_messages_per_s=BROADCAST_RATE
     ) as (standin, application):
-        people = [(standin.private_chat(FIRST_USER_ID + n), standin.user(FIRST_USER_ID + n))
-                  for n in range(users)]
-        started = time.time()
-        for message in range(messages):
-            for chat, user in people:
-                await standin.send_text(chat, user, _question(user.id, message))
-        expected = users * messages
-        await standin.wait_for(lambda: len(standin.store.bot) >= expected, timeout=600)
+        return await crowd_answered(standin, users=users, messages=messages, application=application)
+
+
+async def crowd_answered(
+    standin: BotApiStandIn, *, users: int, messages: int, application: Application | None = None
+) -> float:
+    """`users` people send `messages` texts each at once to the bot on `standin`; updates per second
+    from the first update to the last answer, once every answer is checked (else BenchFailed).
+    `application`: the bot, when it runs in this process (then its work is waited out too)."""
+    people = [(standin.private_chat(FIRST_USER_ID + n), standin.user(FIRST_USER_ID + n)) for n in range(users)]
+    started = time.time()
+    for message in range(messages):
+        for chat, user in people:
+            await standin.send_text(chat, user, _question(user.id, message))
+    expected = users * messages
+    await standin.wait_for(lambda: len(standin.store.bot) >= expected, timeout=600)
+    if application is not None:
         await settled(application)
-        finished = max(c.time for c in standin.calls_to("sendMessage") if c.status == 200)
-        _check_every_answer(standin, people, messages)
+    finished = max(c.time for c in standin.calls_to("sendMessage") if c.status == 200)
+    _check_every_answer(standin, people, messages)
     return expected / (finished - started)
 
 
