@@ -97,12 +97,13 @@ class Store:
         touched here (another process may be writing them): the inbox finishes them."""
         if self._transactions is not None:
             raise StorageError("store already started")
-        engine = create_engine(self.database_url, lock_timeout_s=self.lock_timeout_s)
+        # The upgrade may wait for another program's lock for the whole lock timeout, off the loop.
+        migrating = create_engine(self.database_url, lock_timeout_s=self.lock_timeout_s)
         try:
-            await upgrade_engine(engine)
-        except BaseException:
-            await engine.dispose()
-            raise
+            await upgrade_engine(migrating)
+        finally:
+            await migrating.dispose()
+        engine = create_engine(self.database_url, lock_timeout_s=self.lock_timeout_s, on_loop_thread=True)
         self._transactions = Transactions(engine, lock_timeout_s=self.lock_timeout_s)
         self._inbox = InboxStore(self._transactions)
 
