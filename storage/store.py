@@ -9,6 +9,7 @@ bytes are decoded in the store's bounded `DecodePool`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,22 +29,19 @@ from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
     active_conversation_row,
-    append_turn,
     count_rows,
     get_or_add_placeholder,
     image_row,
     is_open_conversation,
-    link_turn_messages,
     load_turn,
     lock_user,
-    mark_activity,
     merge_settings,
     record_user_and_chat,
-    relink_turn_messages,
     start_conversation,
 )
 from storage.schema import Chat, Conversation, Image, Turn, TurnImage, TurnMessage, User, utc_now
 from storage.sessions import Transactions
+from storage.turn_writes import NewTurn, append_turn_row, chat_of_turn, link_messages, mark_active
 from storage.types import (
     ChatInfo,
     ConversationRef,
@@ -198,20 +196,22 @@ class Store:
                 )
                 if stored is not None:
                     return convert.stored_turn(stored)
-            turn, conversation = await append_turn(
-                session, conversation_id, role="user", status=status, text=text
+            turn = await append_turn_row(
+                session, conversation_id, role="user", status=status, text=text, inbox_item_id=inbox_item_id
             )
-            turn.inbox_item_id = inbox_item_id
+            shown = []
             for index, (given, image) in enumerate(zip(images, normalised)):
                 row = await image_row(
                     session, image, given.file_unique_id, hashlib.sha256(given.data).hexdigest()
                 )
-                turn.image_links.append(TurnImage(position=index, image=row))
+                session.add(TurnImage(turn_id=turn.id, position=index, image_id=row.id))
+                shown.append(convert.stored_image(row))
                 if image.picture is not None:
                     self.pictures.put(row.sha256, image.picture)
-            await session.flush()
-            await link_turn_messages(session, turn, conversation.chat_id, message_ids)
-            return convert.stored_turn(turn)
+            if shown:
+                await session.flush()
+            linked = await link_messages(session, turn.id, turn.chat_id, message_ids)
+            return _stored_new_turn(turn, "user", status, text, images=tuple(shown), message_ids=linked)
 
         return await self._write(work)
 
@@ -225,12 +225,10 @@ class Store:
         """Append an assistant turn in PENDING state, to be closed when generation ends."""
 
         async def work(session: AsyncSession) -> StoredTurn:
-            turn, _ = await append_turn(
-                session, conversation_id, role="assistant", status=TurnStatus.PENDING
+            turn = await append_turn_row(
+                session, conversation_id, role="assistant", status=TurnStatus.PENDING, inbox_item_id=inbox_item_id
             )
-            turn.inbox_item_id = inbox_item_id
-            await session.flush()
-            return convert.stored_turn(turn)
+            return _stored_new_turn(turn, "assistant", TurnStatus.PENDING, "")
 
         return await self._write(work)
 
@@ -260,11 +258,13 @@ class Store:
             turn.time_to_first_token_s = time_to_first_token_s
             turn.total_s = total_s
             turn.finished_at = utc_now()
-            await mark_activity(session, turn.conversation_id)
+            chat_id = await mark_active(session, turn.conversation_id)
             await session.flush()
-            if message_ids is not None:
-                await relink_turn_messages(session, turn, message_ids, only=True)
-            return convert.stored_turn(turn)
+            stored = convert.stored_turn(turn)
+            if message_ids is None or set(message_ids) == set(stored.message_ids):
+                return stored
+            linked = await link_messages(session, turn_id, chat_id, message_ids, only=True)
+            return dataclasses.replace(stored, message_ids=linked)
 
         return await self._write(work)
 
@@ -286,8 +286,7 @@ class Store:
         messages now (a preview that gave way to the final message is no longer one of them)."""
 
         async def work(session: AsyncSession) -> None:
-            turn = await load_turn(session, turn_id, selectinload(Turn.messages))
-            await relink_turn_messages(session, turn, message_ids, only=only)
+            await link_messages(session, turn_id, await chat_of_turn(session, turn_id), message_ids, only=only)
 
         await self._write(work)
 
@@ -410,3 +409,19 @@ class Store:
 
     async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         return await self._started().write(work)
+
+
+def _stored_new_turn(
+    turn: NewTurn,
+    role: str,
+    status: TurnStatus,
+    text: str,
+    *,
+    images: tuple[StoredImage, ...] = (),
+    message_ids: tuple[int, ...] = (),
+) -> StoredTurn:
+    """A turn `append_turn_row` just wrote, as the store hands turns out."""
+    return StoredTurn(
+        id=turn.id, conversation_id=turn.conversation_id, position=turn.position, role=role, text=text,
+        status=TurnStatus(status), images=images, message_ids=message_ids, created_at=turn.created_at,
+    )
