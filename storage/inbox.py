@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.convert import stored_request
+from storage.group_commit import GroupCommit
 from storage.schema import InboxClaim, InboxItem, utc_now
 from storage.sessions import Transactions
 from storage.types import InboxStatus, NewRequest, StoredRequest
@@ -39,24 +40,35 @@ class InboxStore:
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions
+        self._adding: GroupCommit[NewRequest, StoredRequest | None] = GroupCommit(self._add_all)
 
     # -- requests ----------------------------------------------------------------------------
 
     async def add(self, request: NewRequest) -> StoredRequest | None:
-        """Store a request; None if its update was stored before (Telegram redelivered it)."""
+        """Store a request; None if its update was stored before (Telegram redelivered it). Requests
+        added together (the handlers of one getUpdates batch) are stored in one transaction
+        (`storage.group_commit`); this returns once this one is committed."""
+        return await self._adding.add(request)
 
-        async def work(session: AsyncSession) -> StoredRequest | None:
-            known = await session.scalar(select(InboxItem.id).where(InboxItem.update_id == request.update_id))
-            if known is not None:
-                return None
-            row = InboxItem(
-                update_id=request.update_id, chat_id=request.chat_id, user_id=request.user_id,
-                kind=request.kind, payload=request.payload, media_group_id=request.media_group_id,
-                received_at=request.received_at, status=InboxStatus.PENDING, outbox=[],
-            )
-            session.add(row)
+    async def _add_all(self, requests: Sequence[NewRequest]) -> list[StoredRequest | None]:
+        async def work(session: AsyncSession) -> list[StoredRequest | None]:
+            seen = set(await session.scalars(
+                select(InboxItem.update_id).where(InboxItem.update_id.in_([r.update_id for r in requests]))
+            ))
+            rows: list[InboxItem | None] = []
+            for request in requests:
+                if request.update_id in seen:
+                    rows.append(None)  # stored before, or twice in this batch
+                    continue
+                seen.add(request.update_id)
+                rows.append(InboxItem(
+                    update_id=request.update_id, chat_id=request.chat_id, user_id=request.user_id,
+                    kind=request.kind, payload=request.payload, media_group_id=request.media_group_id,
+                    received_at=request.received_at, status=InboxStatus.PENDING, outbox=[],
+                ))
+            session.add_all([row for row in rows if row is not None])
             await session.flush()
-            return stored_request(row)
+            return [None if row is None else stored_request(row) for row in rows]
 
         return await self._transactions.write(work)
 
