@@ -6,9 +6,12 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.bench import main
-from bot.bench_runs import BenchFailed, _check_every_answer
+from bot.bench_runs import BenchFailed, _check_every_answer, throughput
+from tests.databases import postgresql_only
 
 KEYS = ("overhead_median_s", "overhead_p95_s", "last_token_to_final_s", "updates_per_s")
 
@@ -35,3 +38,23 @@ def test_the_bench_fails_loudly_when_an_answer_is_lost_or_out_of_order():
     answers.pop()
     with pytest.raises(BenchFailed):
         _check_every_answer(standin, [(chat, user)], 2)
+
+
+def test_the_crowd_alone_prints_updates_per_second(capsys):
+    main(["--crowd-only", "--users", "5", "--messages", "2"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["updates_per_s"] > 0 and figures["updates"] == 10 and figures["database"] == "sqlite"
+
+
+@pytest.mark.parametrize("database_url", postgresql_only(), indirect=True)
+async def test_the_crowd_runs_on_a_postgresql_server_in_a_database_of_its_own(database_url, tmp_path):
+    assert await throughput(tmp_path, users=5, messages=2, database_url=database_url) > 0  # all answered
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            left = await connection.scalars(
+                text("SELECT datname FROM pg_database WHERE datname LIKE 'idefics_bench_%'")
+            )
+            assert list(left) == [], "the run's database is dropped afterwards"
+    finally:
+        await engine.dispose()
