@@ -39,8 +39,23 @@ async def record_user_and_chat(session: AsyncSession, user: UserInfo, chat: Chat
                      language_code=user.language_code, last_seen_at=now)
     seen_chat = dict(type=chat.type, title=chat.title, username=chat.username, last_seen_at=now)
     for table, row_id, seen in ((User.__table__, user.id, seen_user), (Chat.__table__, chat.id, seen_chat)):
-        statement = upsert(session, table).values(id=row_id, settings={}, first_seen_at=now, **seen)
-        await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=seen))
+        await session.execute(
+            _record_statement(session, table, tuple(seen)),
+            {"id": row_id, "settings": {}, "first_seen_at": now, **seen},
+        )
+
+
+_RECORD: dict[tuple[str, str, tuple[str, ...]], Any] = {}  # built once: see storage.turn_writes
+
+
+def _record_statement(session: AsyncSession, table: Any, refreshed: tuple[str, ...]) -> Any:
+    key = (session.get_bind().dialect.name, table.name, refreshed)
+    if key not in _RECORD:
+        statement = upsert(session, table)
+        _RECORD[key] = statement.on_conflict_do_update(
+            index_elements=["id"], set_={name: statement.excluded[name] for name in refreshed}
+        )
+    return _RECORD[key]
 
 
 async def active_conversation_row(session: AsyncSession, chat_id: int, user_id: int) -> Conversation:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,14 +48,53 @@ def upsert(session: AsyncSession, table: Table) -> Any:
     return dialect.insert(table)
 
 
+# Built once, run with parameters: building a statement and its cache key costs more than running it.
+_MARK_ACTIVE = (
+    update(CONVERSATIONS)
+    .where(CONVERSATIONS.c.id == bindparam("p_conversation_id"))
+    .values(last_activity_at=bindparam("p_now", type_=CONVERSATIONS.c.last_activity_at.type))
+    .returning(CONVERSATIONS.c.chat_id)
+)
+_NEXT_POSITION = (
+    select(func.coalesce(func.max(TURNS.c.position) + 1, 0))
+    .where(TURNS.c.conversation_id == bindparam("p_conversation_id"))
+    .scalar_subquery()
+)
+_APPEND_TURN = (
+    TURNS.insert()
+    .values(
+        conversation_id=bindparam("p_conversation_id"), position=_NEXT_POSITION, role=bindparam("p_role"),
+        text=bindparam("p_text"), status=bindparam("p_status", type_=TURNS.c.status.type),
+        created_at=bindparam("p_now", type_=TURNS.c.created_at.type), inbox_item_id=bindparam("p_inbox_item_id"),
+    )
+    .returning(TURNS.c.id, TURNS.c.position)
+)
+_CHAT_OF_TURN = (
+    select(CONVERSATIONS.c.chat_id)
+    .join(TURNS, TURNS.c.conversation_id == CONVERSATIONS.c.id)
+    .where(TURNS.c.id == bindparam("p_turn_id"))
+)
+_UNLINK_OTHERS = delete(TURN_MESSAGES).where(
+    TURN_MESSAGES.c.turn_id == bindparam("p_turn_id"),
+    TURN_MESSAGES.c.message_id.not_in(bindparam("p_keep", expanding=True)),
+)
+_LINK: dict[str, Any] = {}  # dialect name → the upsert of one link
+
+
+def _link_statement(session: AsyncSession) -> Any:
+    name = session.get_bind().dialect.name
+    if name not in _LINK:
+        statement = upsert(session, TURN_MESSAGES)
+        _LINK[name] = statement.on_conflict_do_update(
+            index_elements=[TURN_MESSAGES.c.chat_id, TURN_MESSAGES.c.message_id],
+            set_={"turn_id": statement.excluded.turn_id},
+        )
+    return _LINK[name]
+
+
 async def mark_active(session: AsyncSession, conversation_id: int) -> int:
     """Mark the conversation active now, locking its row; its chat id. Raises NotFound."""
-    chat_id = await session.scalar(
-        update(CONVERSATIONS)
-        .where(CONVERSATIONS.c.id == conversation_id)
-        .values(last_activity_at=utc_now())
-        .returning(CONVERSATIONS.c.chat_id)
-    )
+    chat_id = await session.scalar(_MARK_ACTIVE, {"p_conversation_id": conversation_id, "p_now": utc_now()})
     if chat_id is None:
         raise NotFound(f"conversation {conversation_id} does not exist")
     return int(chat_id)
@@ -74,31 +113,18 @@ async def append_turn_row(
     locked, then the turn inserted at the position after the last)."""
     chat_id = await mark_active(session, conversation_id)
     created_at = utc_now()
-    next_position = (
-        select(func.coalesce(func.max(TURNS.c.position) + 1, 0))
-        .where(TURNS.c.conversation_id == conversation_id)
-        .scalar_subquery()
-    )
     turn_id, position = (
-        await session.execute(
-            TURNS.insert()
-            .values(
-                conversation_id=conversation_id, position=next_position, role=role, text=text,
-                status=TurnStatus(status), created_at=created_at, inbox_item_id=inbox_item_id,
-            )
-            .returning(TURNS.c.id, TURNS.c.position)
-        )
+        await session.execute(_APPEND_TURN, {
+            "p_conversation_id": conversation_id, "p_role": role, "p_text": text,
+            "p_status": TurnStatus(status), "p_now": created_at, "p_inbox_item_id": inbox_item_id,
+        })
     ).one()
     return NewTurn(turn_id, conversation_id, chat_id, position, created_at)
 
 
 async def chat_of_turn(session: AsyncSession, turn_id: int) -> int:
     """The chat a turn's conversation is in. Raises NotFound."""
-    chat_id = await session.scalar(
-        select(CONVERSATIONS.c.chat_id)
-        .join(TURNS, TURNS.c.conversation_id == CONVERSATIONS.c.id)
-        .where(TURNS.c.id == turn_id)
-    )
+    chat_id = await session.scalar(_CHAT_OF_TURN, {"p_turn_id": turn_id})
     if chat_id is None:
         raise NotFound(f"turn {turn_id} does not exist")
     return int(chat_id)
@@ -111,20 +137,10 @@ async def link_messages(
     with `only`, the turn's other links go. The ids linked, sorted (all of the turn's with `only`)."""
     wanted = tuple(sorted(set(message_ids)))
     if only:
-        await session.execute(
-            delete(TURN_MESSAGES).where(
-                TURN_MESSAGES.c.turn_id == turn_id, TURN_MESSAGES.c.message_id.not_in(wanted)
-            )
-        )
+        await session.execute(_UNLINK_OTHERS, {"p_turn_id": turn_id, "p_keep": list(wanted)})
     if wanted:
-        statement = upsert(session, TURN_MESSAGES).values(
-            [{"chat_id": chat_id, "message_id": message_id, "turn_id": turn_id} for message_id in wanted]
-        )
         await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[TURN_MESSAGES.c.chat_id, TURN_MESSAGES.c.message_id],
-                set_={"turn_id": statement.excluded.turn_id},
-            )
+            _link_statement(session),
+            [{"chat_id": chat_id, "message_id": message_id, "turn_id": turn_id} for message_id in wanted],
         )
     return wanted
-
