@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.convert import stored_request
@@ -203,29 +203,48 @@ class InboxStore:
         """Give up one conversation's claim; its `oldest_waiting` request then, in the same transaction."""
 
         async def work(session: AsyncSession) -> StoredRequest | None:
-            await session.execute(
-                delete(InboxClaim).where(
-                    InboxClaim.holder == holder, InboxClaim.chat_id == chat_id, InboxClaim.user_id == user_id
-                )
-            )
+            await session.execute(_RELEASE_ONE, {"p_chat_id": chat_id, "p_user_id": user_id, "p_holder": holder})
             return await _oldest(session, chat_id, user_id)
 
         return await self._transactions.write(work)
 
 
+INBOX: Table = InboxItem.__table__  # type: ignore[assignment]
+CLAIMS: Table = InboxClaim.__table__  # type: ignore[assignment]
+_CONVERSATION_CLAIM = (CLAIMS.c.chat_id == bindparam("p_chat_id")) & (CLAIMS.c.user_id == bindparam("p_user_id"))
+# Built once, run with parameters (as in storage.turn_writes): these run for every request.
+_CLAIM_ROW = select(CLAIMS.c.holder, CLAIMS.c.expires_at).where(_CONVERSATION_CLAIM).with_for_update()
+_NEW_CLAIM = CLAIMS.insert().values(
+    chat_id=bindparam("p_chat_id"), user_id=bindparam("p_user_id"), holder=bindparam("p_holder"),
+    expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type),
+)
+_TAKE_CLAIM = update(CLAIMS).where(_CONVERSATION_CLAIM).values(
+    holder=bindparam("p_holder"), expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type)
+)
+_RELEASE_ONE = delete(CLAIMS).where(_CONVERSATION_CLAIM, CLAIMS.c.holder == bindparam("p_holder"))
+_OLDEST = (
+    select(INBOX)
+    .where(INBOX.c.chat_id == bindparam("p_chat_id"), INBOX.c.user_id == bindparam("p_user_id"),
+           INBOX.c.status.in_(NOT_DONE))
+    .order_by(INBOX.c.update_id)
+    .limit(1)
+)
+
+
 async def _claim(session: AsyncSession, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
     now = utc_now()
-    row = await session.get(InboxClaim, (chat_id, user_id), with_for_update=True)
+    conversation = {"p_chat_id": chat_id, "p_user_id": user_id}
+    taken = {**conversation, "p_holder": holder, "p_expires_at": now + lease}
+    row = (await session.execute(_CLAIM_ROW, conversation)).one_or_none()
     if row is None:
-        session.add(InboxClaim(chat_id=chat_id, user_id=user_id, holder=holder, expires_at=now + lease))
-        await session.flush()  # a concurrent first claim fails here; the retry sees it
+        await session.execute(_NEW_CLAIM, taken)  # a concurrent first claim fails here; the retry sees it
         return True
     if row.holder != holder and row.expires_at > now:
         return False
-    row.holder, row.expires_at = holder, now + lease
+    await session.execute(_TAKE_CLAIM, taken)
     return True
 
 
 async def _oldest(session: AsyncSession, chat_id: int, user_id: int) -> StoredRequest | None:
-    row = await session.scalar(_waiting(InboxItem.chat_id == chat_id, InboxItem.user_id == user_id).limit(1))
-    return None if row is None else stored_request(row)
+    row = (await session.execute(_OLDEST, {"p_chat_id": chat_id, "p_user_id": user_id})).one_or_none()
+    return None if row is None else stored_request(row)  # type: ignore[arg-type]

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.errors import NotFound
 from storage.images import NormalisedImage
 from storage.schema import Chat, Conversation, Image, Turn, User, utc_now
 from storage.turn_writes import upsert
@@ -30,6 +29,13 @@ def is_open_conversation(chat_id: int, user_id: int) -> ColumnElement[bool]:
 
 def open_conversation(chat_id: int, user_id: int) -> Select[tuple[Conversation]]:
     return select(Conversation).where(is_open_conversation(chat_id, user_id))
+
+
+# Built once, run with parameters (see storage.turn_writes): every question looks it up.
+_OPEN_CONVERSATION = select(Conversation).where(
+    Conversation.chat_id == bindparam("p_chat_id"), Conversation.user_id == bindparam("p_user_id"),
+    Conversation.closed_at.is_(None),
+)
 
 
 async def record_user_and_chat(session: AsyncSession, user: UserInfo, chat: ChatInfo) -> None:
@@ -60,10 +66,11 @@ def _record_statement(session: AsyncSession, table: Any, refreshed: tuple[str, .
 
 async def active_conversation_row(session: AsyncSession, chat_id: int, user_id: int) -> Conversation:
     """The user's open conversation in the chat, started if there is none."""
-    open_one = await session.scalar(open_conversation(chat_id, user_id))
+    conversation = {"p_chat_id": chat_id, "p_user_id": user_id}
+    open_one = await session.scalar(_OPEN_CONVERSATION, conversation)
     if open_one is None:
         await lock_user(session, user_id)
-        open_one = await session.scalar(open_conversation(chat_id, user_id))
+        open_one = await session.scalar(_OPEN_CONVERSATION, conversation)
     if open_one is None:
         open_one = await start_conversation(session, chat_id, user_id)
     return open_one
@@ -85,13 +92,6 @@ async def start_conversation(session: AsyncSession, chat_id: int, user_id: int) 
     session.add(conversation)
     await session.flush()
     return conversation
-
-
-async def load_turn(session: AsyncSession, turn_id: int, *options: Any) -> Turn:
-    turn = await session.get(Turn, turn_id, options=options)
-    if turn is None:
-        raise NotFound(f"turn {turn_id} does not exist")
-    return turn
 
 
 async def image_row(

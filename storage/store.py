@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -33,7 +33,6 @@ from storage.queries import (
     get_or_add_placeholder,
     image_row,
     is_open_conversation,
-    load_turn,
     lock_user,
     merge_settings,
     record_user_and_chat,
@@ -59,6 +58,19 @@ T = TypeVar("T")
 TURN_LOADS = (
     selectinload(Turn.image_links).selectinload(TurnImage.image),
     selectinload(Turn.messages),
+)
+# The turn reads every message makes, built once and run with parameters (see storage.turn_writes).
+_TURN = select(Turn).where(Turn.id == bindparam("p_turn_id")).options(*TURN_LOADS)
+_TURNS_OF_CONVERSATION = (
+    select(Turn).where(Turn.conversation_id == bindparam("p_conversation_id")).order_by(Turn.position)
+    .options(*TURN_LOADS)
+)
+_TURNS_OF_REQUEST = (
+    select(Turn).where(Turn.inbox_item_id == bindparam("p_request_id")).order_by(Turn.conversation_id, Turn.position)
+    .options(*TURN_LOADS)
+)
+_QUESTION_OF_REQUEST = (
+    select(Turn).where(Turn.inbox_item_id == bindparam("p_request_id"), Turn.role == "user").options(*TURN_LOADS)
 )
 
 
@@ -189,11 +201,7 @@ class Store:
 
         async def work(session: AsyncSession) -> StoredTurn:
             if inbox_item_id is not None:
-                stored = await session.scalar(
-                    select(Turn)
-                    .where(Turn.inbox_item_id == inbox_item_id, Turn.role == "user")
-                    .options(*TURN_LOADS)
-                )
+                stored = await session.scalar(_QUESTION_OF_REQUEST, {"p_request_id": inbox_item_id})
                 if stored is not None:
                     return convert.stored_turn(stored)
             turn = await append_turn_row(
@@ -249,7 +257,9 @@ class Store:
         `message_ids`, also that these are all its messages now (`link_messages(only=True)`)."""
 
         async def work(session: AsyncSession) -> StoredTurn:
-            turn = await load_turn(session, turn_id, *TURN_LOADS)
+            turn = await session.scalar(_TURN, {"p_turn_id": turn_id})
+            if turn is None:
+                raise NotFound(f"turn {turn_id} does not exist")
             turn.status = TurnStatus(status)
             turn.text = text
             turn.finish_reason = finish_reason
@@ -301,20 +311,13 @@ class Store:
 
     @staticmethod
     async def _turns_of(session: AsyncSession, conversation_id: int) -> list[StoredTurn]:
-        turns = await session.scalars(
-            select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.position).options(*TURN_LOADS)
-        )
+        turns = await session.scalars(_TURNS_OF_CONVERSATION, {"p_conversation_id": conversation_id})
         return [convert.stored_turn(turn) for turn in turns]
 
     async def turns_for_request(self, inbox_item_id: int) -> list[StoredTurn]:
         """The turns written for one inbox request, in order (its question, its answer attempts)."""
         async with self._read() as session:
-            turns = await session.scalars(
-                select(Turn)
-                .where(Turn.inbox_item_id == inbox_item_id)
-                .order_by(Turn.conversation_id, Turn.position)
-                .options(*TURN_LOADS)
-            )
+            turns = await session.scalars(_TURNS_OF_REQUEST, {"p_request_id": inbox_item_id})
             return [convert.stored_turn(turn) for turn in turns]
 
     async def turn_for_message(self, chat_id: int, message_id: int) -> StoredTurn | None:
