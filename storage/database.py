@@ -78,7 +78,9 @@ def create_engine(
     _prepare_private_sqlite_file(url)
     if on_loop_thread:
         engine = create_async_engine(url, async_creator=loop_thread_connector(url))
-        _configure_sqlite(engine, busy_timeout_ms=BLOCKING_BUSY_WAIT_MS)
+        # WAL stays set in the file (the upgrade's engine set it); asking again takes a lock that
+        # another program may hold, and a new connection would then fail after the short wait.
+        _configure_sqlite(engine, busy_timeout_ms=BLOCKING_BUSY_WAIT_MS, set_wal=False)
     else:
         engine = create_async_engine(url, connect_args={"timeout": lock_timeout_s})
         _configure_sqlite(engine, busy_timeout_ms=int(lock_timeout_s * 1000))
@@ -170,14 +172,15 @@ def _prepare_private_sqlite_file(url: URL) -> None:
             os.chmod(file, PRIVATE_FILE)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int, set_wal: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Hand BEGIN over to SQLAlchemy (the documented recipe), then set per-connection pragmas.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if set_wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, much faster
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not just unlinked
