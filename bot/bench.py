@@ -39,10 +39,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per answer (default 64)")
     parser.add_argument("--users", type=int, default=100, help="people writing at once (default 100)")
     parser.add_argument("--messages", type=int, default=2, help="texts each of them sends (default 2)")
+    parser.add_argument("--database-url", help="run the crowd on this PostgreSQL server, in a fresh database "
+                        "made on it and dropped after (default: a fresh SQLite file)")
+    parser.add_argument("--crowd-only", action="store_true", help="measure only updates_per_s")
     return parser.parse_args(argv)
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | int | str]:
+    if args.crowd_only:
+        return await measure_crowd(args, workdir)
     checkpoint = args.checkpoint
     if checkpoint is None:
         from model.tiny import make_tiny_checkpoint
@@ -61,10 +66,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | 
     scripted = await answer_latency(
         workdir, instant, answers=args.answers, new_tokens=args.new_tokens, user_offset=args.answers + 1
     )
-    _progress(f"{args.users} people sending {args.messages} texts each, at once, to a bot in its own process")
-    updates_per_s = await throughput_of_own_process(workdir, users=args.users, messages=args.messages)
-    _progress("the same crowd, the bot sharing the stand-in's process and event loop")
-    shared_loop = await throughput(workdir, users=args.users, messages=args.messages)
+    updates_per_s, shared_loop = await _crowd(args, workdir)
     last_token = real.last_token_to_final + scripted.last_token_to_final
     return {
         "overhead_median_s": _round(statistics.median(real.overhead)),
@@ -89,6 +91,23 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | 
     }
 
 
+async def measure_crowd(args: argparse.Namespace, workdir: Path) -> dict[str, float | int | str]:
+    updates_per_s, shared_loop = await _crowd(args, workdir)
+    return {"updates_per_s": round(updates_per_s, 1),
+            "updates_per_s_sharing_the_standins_loop": round(shared_loop, 1),
+            "users": args.users, "updates": args.users * args.messages,
+            "database": "sqlite" if args.database_url is None else "postgresql"}  # fmt: skip
+
+
+async def _crowd(args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
+    """Updates per second with the bot in its own process (as deployed), then sharing the stand-in's loop."""
+    crowd = dict(users=args.users, messages=args.messages, database_url=args.database_url)
+    _progress(f"{args.users} people sending {args.messages} texts each, at once, to a bot in its own process")
+    own_process = await throughput_of_own_process(workdir, **crowd)
+    _progress("the same crowd, the bot sharing the stand-in's process and event loop")
+    return own_process, await throughput(workdir, **crowd)
+
+
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -104,6 +123,11 @@ def _round(seconds: float) -> float:
 
 
 def report(figures: dict, runs: dict[str, LatencyRun] | None = None) -> None:
+    if "overhead_median_s" not in figures:  # --crowd-only
+        print(f"{figures['updates']} updates from {figures['users']} people at once ({figures['database']}): "
+              f"{figures['updates_per_s']:.0f} updates/s, none lost, order kept (the bot in its own process; "
+              f"{figures['updates_per_s_sharing_the_standins_loop']:.0f} updates/s sharing the stand-in's loop)")
+        return
     print(f"overhead over bare generation (tiny model): median {figures['overhead_median_s']:.3f} s, "
           f"p95 {figures['overhead_p95_s']:.3f} s "
           f"(bare generation {figures['bare_generation_median_s']:.3f} s)")

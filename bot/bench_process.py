@@ -20,7 +20,7 @@ from pathlib import Path
 
 import bot
 from bot.app import ALLOWED_UPDATES, build_application
-from bot.bench_runs import BROADCAST_RATE, crowd_answered
+from bot.bench_runs import BROADCAST_RATE, crowd_answered, fresh_database
 from bot.logging_setup import configure_logging
 from bot.scripted_model import ScriptedModel
 from bot.settings import Settings
@@ -33,25 +33,33 @@ STOP_TIMEOUT_S = 15.0
 OUR_PREFIXES = ("TELEGRAM_", "DATABASE_", "MODEL_", "TGI_", "WEBHOOK_", "METRICS_")  # never inherited
 
 
-async def throughput_of_own_process(workdir: Path, *, users: int, messages: int) -> float:
-    """`bot.bench_runs.throughput`'s crowd and figure, the bot in its own process; raises BenchFailed."""
+async def throughput_of_own_process(
+    workdir: Path, *, users: int, messages: int, database_url: str | None = None
+) -> float:
+    """`bot.bench_runs.throughput`'s crowd and figure, the bot in its own process; raises BenchFailed.
+    `database_url`: a PostgreSQL server, as for `throughput` (by default a fresh SQLite file)."""
     standin = BotApiStandIn(flood_limits=FloodLimits(overall=Window(int(BROADCAST_RATE), 1.0)))
     await standin.start()
     try:
-        async with _bot_process(standin, workdir / f"crowd-{time.monotonic_ns()}.sqlite3", workdir):
+        async with contextlib.AsyncExitStack() as stack:
+            if database_url is None:
+                database = f"sqlite+aiosqlite:///{workdir / f'crowd-{time.monotonic_ns()}.sqlite3'}"
+            else:
+                database = await stack.enter_async_context(fresh_database(database_url))
+            await stack.enter_async_context(_bot_process(standin, database, workdir))
             return await crowd_answered(standin, users=users, messages=messages)
     finally:
         await standin.stop()
 
 
 @contextlib.asynccontextmanager
-async def _bot_process(standin: BotApiStandIn, database: Path, workdir: Path):
+async def _bot_process(standin: BotApiStandIn, database_url: str, workdir: Path):
     environment = {key: value for key, value in os.environ.items() if not key.startswith(OUR_PREFIXES)}
     environment |= {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(bot.__file__).parents[1]), os.environ.get("PYTHONPATH")])),
         "TELEGRAM_BOT_TOKEN": standin.token,
         "TELEGRAM_API_URL": standin.api_root,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "DATABASE_URL": database_url,
         "TELEGRAM_MAX_MESSAGES_PER_S": str(BROADCAST_RATE),
         "CONVERSATION_RETENTION_DAYS": "0",
         "LOG_LEVEL": "WARNING",

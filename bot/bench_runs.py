@@ -21,11 +21,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 from telegram.ext import Application
 
 from bot.bench_harness import TimedBackend, bare_generation_s, photo, running_bot, settled
@@ -33,6 +37,7 @@ from bot.scripted_model import ScriptedModel
 from bot.settings import Settings
 from model.backend import ModelBackend
 from standin.telegram import BotApiStandIn, FloodLimits, Window
+from storage.database import with_async_driver
 
 FIRST_USER_ID = 510_000
 BROADCAST_RATE = 1000.0
@@ -97,17 +102,23 @@ async def answer_latency(
     return run
 
 
-async def throughput(workdir: Path, *, users: int, messages: int) -> float:
-    """Updates per second with an instant model (see the module docstring); raises BenchFailed."""
+async def throughput(workdir: Path, *, users: int, messages: int, database_url: str | None = None) -> float:
+    """Updates per second with an instant model (see the module docstring); raises BenchFailed.
+    `database_url`: a PostgreSQL server to run on (in a fresh database made on it for the run and
+    dropped after); by default a fresh SQLite file."""
     model = ScriptedModel(tokens=1)
 
     async def factory(settings: Settings) -> ModelBackend:
         return model
 
     limits = FloodLimits(overall=Window(int(BROADCAST_RATE), 1.0))
-    async with running_bot(
-        workdir, factory, flood_limits=limits, telegram_max_messages_per_s=BROADCAST_RATE
-    ) as (standin, application):
+    async with contextlib.AsyncExitStack() as stack:
+        database = {} if database_url is None else {
+            "database_url": await stack.enter_async_context(fresh_database(database_url))
+        }
+        standin, application = await stack.enter_async_context(running_bot(
+            workdir, factory, flood_limits=limits, telegram_max_messages_per_s=BROADCAST_RATE, **database
+        ))
         return await crowd_answered(standin, users=users, messages=messages, application=application)
 
 
@@ -129,6 +140,25 @@ async def crowd_answered(
     finished = max(c.time for c in standin.calls_to("sendMessage") if c.status == 200)
     _check_every_answer(standin, people, messages)
     return expected / (finished - started)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the PostgreSQL server `server_url` names (any database on it that
+    the user may connect to), dropped afterwards: the bench starts from nothing, as on SQLite."""
+    url = with_async_driver(server_url)
+    name = f"idefics_bench_{secrets.token_hex(4)}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as connection:
+                await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
 
 
 def _question(user_id: int, message: int) -> str:

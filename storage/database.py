@@ -27,6 +27,8 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from storage.sqlite_driver import BLOCKING_BUSY_WAIT_MS, loop_thread_connector
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/idefics-bot.sqlite3"
@@ -57,9 +59,16 @@ def with_async_driver(database_url: str) -> URL:
 
 
 def create_engine(
-    database_url: str = DEFAULT_DATABASE_URL, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    database_url: str = DEFAULT_DATABASE_URL,
+    *,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    on_loop_thread: bool = False,
 ) -> AsyncEngine:
-    """An async engine for the URL; a SQLite file (and its folder) is created private if missing."""
+    """An async engine for the URL; a SQLite file (and its folder) is created private if missing.
+
+    `on_loop_thread`: SQLite's calls run on the event loop's thread (`storage.sqlite_driver`), and a
+    lock held by another program is only waited for briefly inside a call: for an engine whose
+    writes go through `storage.sessions.Transactions`, which waits for the rest asynchronously."""
     url = with_async_driver(database_url)
     if url.get_backend_name() != "sqlite":
         connect_args: dict[str, Any] = {}
@@ -67,8 +76,14 @@ def create_engine(
             connect_args["server_settings"] = {"lock_timeout": str(int(lock_timeout_s * 1000))}
         return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
     _prepare_private_sqlite_file(url)
-    engine = create_async_engine(url, connect_args={"timeout": lock_timeout_s})
-    _configure_sqlite(engine, busy_timeout_ms=int(lock_timeout_s * 1000))
+    if on_loop_thread:
+        engine = create_async_engine(url, async_creator=loop_thread_connector(url))
+        # WAL stays set in the file (the upgrade's engine set it); asking again takes a lock that
+        # another program may hold, and a new connection would then fail after the short wait.
+        _configure_sqlite(engine, busy_timeout_ms=BLOCKING_BUSY_WAIT_MS, set_wal=False)
+    else:
+        engine = create_async_engine(url, connect_args={"timeout": lock_timeout_s})
+        _configure_sqlite(engine, busy_timeout_ms=int(lock_timeout_s * 1000))
     return engine
 
 
@@ -157,14 +172,15 @@ def _prepare_private_sqlite_file(url: URL) -> None:
             os.chmod(file, PRIVATE_FILE)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int, set_wal: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Hand BEGIN over to SQLAlchemy (the documented recipe), then set per-connection pragmas.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if set_wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, much faster
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not just unlinked

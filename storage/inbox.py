@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.convert import stored_request
+from storage.group_commit import GroupCommit
 from storage.schema import InboxClaim, InboxItem, utc_now
 from storage.sessions import Transactions
 from storage.types import InboxStatus, NewRequest, StoredRequest
@@ -39,24 +40,35 @@ class InboxStore:
 
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions
+        self._adding: GroupCommit[NewRequest, StoredRequest | None] = GroupCommit(self._add_all)
 
     # -- requests ----------------------------------------------------------------------------
 
     async def add(self, request: NewRequest) -> StoredRequest | None:
-        """Store a request; None if its update was stored before (Telegram redelivered it)."""
+        """Store a request; None if its update was stored before (Telegram redelivered it). Requests
+        added together (the handlers of one getUpdates batch) are stored in one transaction
+        (`storage.group_commit`); this returns once this one is committed."""
+        return await self._adding.add(request)
 
-        async def work(session: AsyncSession) -> StoredRequest | None:
-            known = await session.scalar(select(InboxItem.id).where(InboxItem.update_id == request.update_id))
-            if known is not None:
-                return None
-            row = InboxItem(
-                update_id=request.update_id, chat_id=request.chat_id, user_id=request.user_id,
-                kind=request.kind, payload=request.payload, media_group_id=request.media_group_id,
-                received_at=request.received_at, status=InboxStatus.PENDING, outbox=[],
-            )
-            session.add(row)
+    async def _add_all(self, requests: Sequence[NewRequest]) -> list[StoredRequest | None]:
+        async def work(session: AsyncSession) -> list[StoredRequest | None]:
+            seen = set(await session.scalars(
+                select(InboxItem.update_id).where(InboxItem.update_id.in_([r.update_id for r in requests]))
+            ))
+            rows: list[InboxItem | None] = []
+            for request in requests:
+                if request.update_id in seen:
+                    rows.append(None)  # stored before, or twice in this batch
+                    continue
+                seen.add(request.update_id)
+                rows.append(InboxItem(
+                    update_id=request.update_id, chat_id=request.chat_id, user_id=request.user_id,
+                    kind=request.kind, payload=request.payload, media_group_id=request.media_group_id,
+                    received_at=request.received_at, status=InboxStatus.PENDING, outbox=[],
+                ))
+            session.add_all([row for row in rows if row is not None])
             await session.flush()
-            return stored_request(row)
+            return [None if row is None else stored_request(row) for row in rows]
 
         return await self._transactions.write(work)
 
@@ -191,29 +203,48 @@ class InboxStore:
         """Give up one conversation's claim; its `oldest_waiting` request then, in the same transaction."""
 
         async def work(session: AsyncSession) -> StoredRequest | None:
-            await session.execute(
-                delete(InboxClaim).where(
-                    InboxClaim.holder == holder, InboxClaim.chat_id == chat_id, InboxClaim.user_id == user_id
-                )
-            )
+            await session.execute(_RELEASE_ONE, {"p_chat_id": chat_id, "p_user_id": user_id, "p_holder": holder})
             return await _oldest(session, chat_id, user_id)
 
         return await self._transactions.write(work)
 
 
+INBOX: Table = InboxItem.__table__  # type: ignore[assignment]
+CLAIMS: Table = InboxClaim.__table__  # type: ignore[assignment]
+_CONVERSATION_CLAIM = (CLAIMS.c.chat_id == bindparam("p_chat_id")) & (CLAIMS.c.user_id == bindparam("p_user_id"))
+# Built once, run with parameters (as in storage.turn_writes): these run for every request.
+_CLAIM_ROW = select(CLAIMS.c.holder, CLAIMS.c.expires_at).where(_CONVERSATION_CLAIM).with_for_update()
+_NEW_CLAIM = CLAIMS.insert().values(
+    chat_id=bindparam("p_chat_id"), user_id=bindparam("p_user_id"), holder=bindparam("p_holder"),
+    expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type),
+)
+_TAKE_CLAIM = update(CLAIMS).where(_CONVERSATION_CLAIM).values(
+    holder=bindparam("p_holder"), expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type)
+)
+_RELEASE_ONE = delete(CLAIMS).where(_CONVERSATION_CLAIM, CLAIMS.c.holder == bindparam("p_holder"))
+_OLDEST = (
+    select(INBOX)
+    .where(INBOX.c.chat_id == bindparam("p_chat_id"), INBOX.c.user_id == bindparam("p_user_id"),
+           INBOX.c.status.in_(NOT_DONE))
+    .order_by(INBOX.c.update_id)
+    .limit(1)
+)
+
+
 async def _claim(session: AsyncSession, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
     now = utc_now()
-    row = await session.get(InboxClaim, (chat_id, user_id), with_for_update=True)
+    conversation = {"p_chat_id": chat_id, "p_user_id": user_id}
+    taken = {**conversation, "p_holder": holder, "p_expires_at": now + lease}
+    row = (await session.execute(_CLAIM_ROW, conversation)).one_or_none()
     if row is None:
-        session.add(InboxClaim(chat_id=chat_id, user_id=user_id, holder=holder, expires_at=now + lease))
-        await session.flush()  # a concurrent first claim fails here; the retry sees it
+        await session.execute(_NEW_CLAIM, taken)  # a concurrent first claim fails here; the retry sees it
         return True
     if row.holder != holder and row.expires_at > now:
         return False
-    row.holder, row.expires_at = holder, now + lease
+    await session.execute(_TAKE_CLAIM, taken)
     return True
 
 
 async def _oldest(session: AsyncSession, chat_id: int, user_id: int) -> StoredRequest | None:
-    row = await session.scalar(_waiting(InboxItem.chat_id == chat_id, InboxItem.user_id == user_id).limit(1))
-    return None if row is None else stored_request(row)
+    row = (await session.execute(_OLDEST, {"p_chat_id": chat_id, "p_user_id": user_id})).one_or_none()
+    return None if row is None else stored_request(row)  # type: ignore[arg-type]

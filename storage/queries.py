@@ -6,15 +6,14 @@ keeping them here leaves store.py a readable list of what each public method doe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.errors import NotFound
 from storage.images import NormalisedImage
-from storage.schema import Chat, Conversation, Image, Turn, TurnMessage, User, utc_now
+from storage.schema import Chat, Conversation, Image, Turn, User, utc_now
+from storage.turn_writes import upsert
 from storage.types import ChatInfo, StoreStats, TurnStatus, UserInfo
 
 Row = TypeVar("Row", User, Chat)
@@ -32,28 +31,46 @@ def open_conversation(chat_id: int, user_id: int) -> Select[tuple[Conversation]]
     return select(Conversation).where(is_open_conversation(chat_id, user_id))
 
 
+# Built once, run with parameters (see storage.turn_writes): every question looks it up.
+_OPEN_CONVERSATION = select(Conversation).where(
+    Conversation.chat_id == bindparam("p_chat_id"), Conversation.user_id == bindparam("p_user_id"),
+    Conversation.closed_at.is_(None),
+)
+
+
 async def record_user_and_chat(session: AsyncSession, user: UserInfo, chat: ChatInfo) -> None:
-    """The user and chat rows as Telegram shows them now (made if missing)."""
+    """The user and chat rows as Telegram shows them now (made if missing): an upsert each."""
     now = utc_now()
-    user_row = await get_or_add_placeholder(session, User, user.id)
-    user_row.first_name = user.first_name
-    user_row.last_name = user.last_name
-    user_row.username = user.username
-    user_row.language_code = user.language_code
-    user_row.last_seen_at = now
-    chat_row = await get_or_add_placeholder(session, Chat, chat.id, owner_id=user.id)
-    chat_row.type = chat.type
-    chat_row.title = chat.title
-    chat_row.username = chat.username
-    chat_row.last_seen_at = now
+    seen_user = dict(first_name=user.first_name, last_name=user.last_name, username=user.username,
+                     language_code=user.language_code, last_seen_at=now)
+    seen_chat = dict(type=chat.type, title=chat.title, username=chat.username, last_seen_at=now)
+    for table, row_id, seen in ((User.__table__, user.id, seen_user), (Chat.__table__, chat.id, seen_chat)):
+        await session.execute(
+            _record_statement(session, table, tuple(seen)),
+            {"id": row_id, "settings": {}, "first_seen_at": now, **seen},
+        )
+
+
+_RECORD: dict[tuple[str, str, tuple[str, ...]], Any] = {}  # built once: see storage.turn_writes
+
+
+def _record_statement(session: AsyncSession, table: Any, refreshed: tuple[str, ...]) -> Any:
+    key = (session.get_bind().dialect.name, table.name, refreshed)
+    if key not in _RECORD:
+        statement = upsert(session, table)
+        _RECORD[key] = statement.on_conflict_do_update(
+            index_elements=["id"], set_={name: statement.excluded[name] for name in refreshed}
+        )
+    return _RECORD[key]
 
 
 async def active_conversation_row(session: AsyncSession, chat_id: int, user_id: int) -> Conversation:
     """The user's open conversation in the chat, started if there is none."""
-    open_one = await session.scalar(open_conversation(chat_id, user_id))
+    conversation = {"p_chat_id": chat_id, "p_user_id": user_id}
+    open_one = await session.scalar(_OPEN_CONVERSATION, conversation)
     if open_one is None:
         await lock_user(session, user_id)
-        open_one = await session.scalar(open_conversation(chat_id, user_id))
+        open_one = await session.scalar(_OPEN_CONVERSATION, conversation)
     if open_one is None:
         open_one = await start_conversation(session, chat_id, user_id)
     return open_one
@@ -75,90 +92,6 @@ async def start_conversation(session: AsyncSession, chat_id: int, user_id: int) 
     session.add(conversation)
     await session.flush()
     return conversation
-
-
-async def locked_conversation(session: AsyncSession, conversation_id: int) -> Conversation:
-    """The conversation row, locked (where the database has row locks) so that turn positions
-    are handed out one writer at a time."""
-    conversation = await session.get(Conversation, conversation_id, with_for_update=True)
-    if conversation is None:
-        raise NotFound(f"conversation {conversation_id} does not exist")
-    return conversation
-
-
-async def append_turn(
-    session: AsyncSession, conversation_id: int, *, role: str, status: TurnStatus, text: str = ""
-) -> tuple[Turn, Conversation]:
-    """A new last turn (with empty image and message lists) in the conversation, which is
-    locked while positions are counted and marked active."""
-    conversation = await locked_conversation(session, conversation_id)
-    turn = Turn(
-        conversation_id=conversation.id,
-        position=await next_position(session, conversation.id),
-        role=role,
-        text=text,
-        status=status,
-        image_links=[],
-        messages=[],
-    )
-    session.add(turn)
-    conversation.last_activity_at = utc_now()
-    return turn, conversation
-
-
-async def next_position(session: AsyncSession, conversation_id: int) -> int:
-    last = await session.scalar(
-        select(func.max(Turn.position)).where(Turn.conversation_id == conversation_id)
-    )
-    return 0 if last is None else last + 1
-
-
-async def load_turn(session: AsyncSession, turn_id: int, *options: Any) -> Turn:
-    turn = await session.get(Turn, turn_id, options=options)
-    if turn is None:
-        raise NotFound(f"turn {turn_id} does not exist")
-    return turn
-
-
-async def mark_activity(session: AsyncSession, conversation_id: int) -> None:
-    await session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation_id)
-        .values(last_activity_at=utc_now())
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def link_turn_messages(
-    session: AsyncSession, turn: Turn, chat_id: int, message_ids: Sequence[int]
-) -> None:
-    """Point these chat messages at `turn`, taking them from any turn they pointed at before.
-    `turn.messages` must already be loaded (or freshly built)."""
-    wanted = sorted(set(message_ids) - {message.message_id for message in turn.messages})
-    if not wanted:
-        return
-    await session.execute(
-        delete(TurnMessage)
-        .where(TurnMessage.chat_id == chat_id, TurnMessage.message_id.in_(wanted))
-        .execution_options(synchronize_session=False)
-    )
-    for message_id in wanted:
-        turn.messages.append(TurnMessage(chat_id=chat_id, message_id=message_id))
-    await session.flush()
-
-
-async def relink_turn_messages(
-    session: AsyncSession, turn: Turn, message_ids: Sequence[int], *, only: bool
-) -> None:
-    """`link_turn_messages` in the turn's chat; with `only`, its other links go (`turn.messages`
-    must be loaded)."""
-    if only:
-        for gone in [link for link in turn.messages if link.message_id not in message_ids]:
-            turn.messages.remove(gone)
-            await session.delete(gone)
-        await session.flush()
-    chat_id = await session.scalar(select(Conversation.chat_id).where(Conversation.id == turn.conversation_id))
-    await link_turn_messages(session, turn, chat_id, message_ids)  # type: ignore[arg-type]
 
 
 async def image_row(

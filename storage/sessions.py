@@ -10,7 +10,9 @@ On SQLite one process's writes queue on an asyncio lock, in the order they came,
 the file's write lock (BEGIN IMMEDIATE). Left to SQLite's busy handler, a crowd of waiting writers
 sleeps in steps of up to 100 ms and polls; the lock is free most of that time, and a writer that
 keeps losing the race runs past the lock timeout while the database is idle. Other processes on the
-same file still wait on the busy timeout; the lock's wait counts against the same lock timeout.
+same file hold it up to the lock timeout: a call finding the file locked gives up after a moment
+(`storage.sqlite_driver`, whose calls run on the event loop's thread) and the write is tried again
+after a pause, without blocking the loop; the wait for this process's own writers counts apart.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.database import DEFAULT_LOCK_TIMEOUT_S, sessionmakers
 from storage.errors import DatabaseUnavailable
+from storage.sqlite_driver import is_locked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WRITE_ATTEMPTS = 5
+# While another program holds SQLite's write lock, a write looks again after these pauses (doubling).
+LOCK_POLL_FIRST_S, LOCK_POLL_MAX_S = 0.005, 0.1
 # PostgreSQL's codes for a lock wait or statement cut short, a full disk, no memory, a lost
 # connection (class 08) and a server shutting down (class 57P).
 UNAVAILABLE_SQLSTATES = ("55P03", "57014", "53100", "53200", "08", "57P")
@@ -87,16 +92,25 @@ class Transactions:
             self._write_turn.release()
 
     async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+        loop = asyncio.get_running_loop()
+        locked_until = loop.time() + self._lock_timeout_s
+        pause = LOCK_POLL_FIRST_S
+        attempt = 1
+        while True:
             try:
                 async with self._writer() as session, session.begin():
                     return await work(session)
             except IntegrityError:
                 if attempt == WRITE_ATTEMPTS:
                     raise
+                attempt += 1
                 log.debug("write conflict, retrying (attempt %d)", attempt)
             except Exception as error:
+                if self._write_turn is not None and is_locked(error) and loop.time() + pause < locked_until:
+                    # Another program holds SQLite's lock: wait here, not inside the call (the loop's).
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, LOCK_POLL_MAX_S)
+                    continue
                 if is_unavailable(error):
                     raise DatabaseUnavailable(str(error)) from error
                 raise
-        raise AssertionError("unreachable")

@@ -9,13 +9,14 @@ bytes are decoded in the store's bounded `DecodePool`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -28,22 +29,18 @@ from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
     active_conversation_row,
-    append_turn,
     count_rows,
     get_or_add_placeholder,
     image_row,
     is_open_conversation,
-    link_turn_messages,
-    load_turn,
     lock_user,
-    mark_activity,
     merge_settings,
     record_user_and_chat,
-    relink_turn_messages,
     start_conversation,
 )
 from storage.schema import Chat, Conversation, Image, Turn, TurnImage, TurnMessage, User, utc_now
 from storage.sessions import Transactions
+from storage.turn_writes import NewTurn, append_turn_row, chat_of_turn, link_messages, mark_active
 from storage.types import (
     ChatInfo,
     ConversationRef,
@@ -61,6 +58,19 @@ T = TypeVar("T")
 TURN_LOADS = (
     selectinload(Turn.image_links).selectinload(TurnImage.image),
     selectinload(Turn.messages),
+)
+# The turn reads every message makes, built once and run with parameters (see storage.turn_writes).
+_TURN = select(Turn).where(Turn.id == bindparam("p_turn_id")).options(*TURN_LOADS)
+_TURNS_OF_CONVERSATION = (
+    select(Turn).where(Turn.conversation_id == bindparam("p_conversation_id")).order_by(Turn.position)
+    .options(*TURN_LOADS)
+)
+_TURNS_OF_REQUEST = (
+    select(Turn).where(Turn.inbox_item_id == bindparam("p_request_id")).order_by(Turn.conversation_id, Turn.position)
+    .options(*TURN_LOADS)
+)
+_QUESTION_OF_REQUEST = (
+    select(Turn).where(Turn.inbox_item_id == bindparam("p_request_id"), Turn.role == "user").options(*TURN_LOADS)
 )
 
 
@@ -97,12 +107,13 @@ class Store:
         touched here (another process may be writing them): the inbox finishes them."""
         if self._transactions is not None:
             raise StorageError("store already started")
-        engine = create_engine(self.database_url, lock_timeout_s=self.lock_timeout_s)
+        # The upgrade may wait for another program's lock for the whole lock timeout, off the loop.
+        migrating = create_engine(self.database_url, lock_timeout_s=self.lock_timeout_s)
         try:
-            await upgrade_engine(engine)
-        except BaseException:
-            await engine.dispose()
-            raise
+            await upgrade_engine(migrating)
+        finally:
+            await migrating.dispose()
+        engine = create_engine(self.database_url, lock_timeout_s=self.lock_timeout_s, on_loop_thread=True)
         self._transactions = Transactions(engine, lock_timeout_s=self.lock_timeout_s)
         self._inbox = InboxStore(self._transactions)
 
@@ -190,27 +201,25 @@ class Store:
 
         async def work(session: AsyncSession) -> StoredTurn:
             if inbox_item_id is not None:
-                stored = await session.scalar(
-                    select(Turn)
-                    .where(Turn.inbox_item_id == inbox_item_id, Turn.role == "user")
-                    .options(*TURN_LOADS)
-                )
+                stored = await session.scalar(_QUESTION_OF_REQUEST, {"p_request_id": inbox_item_id})
                 if stored is not None:
                     return convert.stored_turn(stored)
-            turn, conversation = await append_turn(
-                session, conversation_id, role="user", status=status, text=text
+            turn = await append_turn_row(
+                session, conversation_id, role="user", status=status, text=text, inbox_item_id=inbox_item_id
             )
-            turn.inbox_item_id = inbox_item_id
+            shown = []
             for index, (given, image) in enumerate(zip(images, normalised)):
                 row = await image_row(
                     session, image, given.file_unique_id, hashlib.sha256(given.data).hexdigest()
                 )
-                turn.image_links.append(TurnImage(position=index, image=row))
+                session.add(TurnImage(turn_id=turn.id, position=index, image_id=row.id))
+                shown.append(convert.stored_image(row))
                 if image.picture is not None:
                     self.pictures.put(row.sha256, image.picture)
-            await session.flush()
-            await link_turn_messages(session, turn, conversation.chat_id, message_ids)
-            return convert.stored_turn(turn)
+            if shown:
+                await session.flush()
+            linked = await link_messages(session, turn.id, turn.chat_id, message_ids)
+            return _stored_new_turn(turn, "user", status, text, images=tuple(shown), message_ids=linked)
 
         return await self._write(work)
 
@@ -224,12 +233,10 @@ class Store:
         """Append an assistant turn in PENDING state, to be closed when generation ends."""
 
         async def work(session: AsyncSession) -> StoredTurn:
-            turn, _ = await append_turn(
-                session, conversation_id, role="assistant", status=TurnStatus.PENDING
+            turn = await append_turn_row(
+                session, conversation_id, role="assistant", status=TurnStatus.PENDING, inbox_item_id=inbox_item_id
             )
-            turn.inbox_item_id = inbox_item_id
-            await session.flush()
-            return convert.stored_turn(turn)
+            return _stored_new_turn(turn, "assistant", TurnStatus.PENDING, "")
 
         return await self._write(work)
 
@@ -250,7 +257,9 @@ class Store:
         `message_ids`, also that these are all its messages now (`link_messages(only=True)`)."""
 
         async def work(session: AsyncSession) -> StoredTurn:
-            turn = await load_turn(session, turn_id, *TURN_LOADS)
+            turn = await session.scalar(_TURN, {"p_turn_id": turn_id})
+            if turn is None:
+                raise NotFound(f"turn {turn_id} does not exist")
             turn.status = TurnStatus(status)
             turn.text = text
             turn.finish_reason = finish_reason
@@ -259,11 +268,13 @@ class Store:
             turn.time_to_first_token_s = time_to_first_token_s
             turn.total_s = total_s
             turn.finished_at = utc_now()
-            await mark_activity(session, turn.conversation_id)
+            chat_id = await mark_active(session, turn.conversation_id)
             await session.flush()
-            if message_ids is not None:
-                await relink_turn_messages(session, turn, message_ids, only=True)
-            return convert.stored_turn(turn)
+            stored = convert.stored_turn(turn)
+            if message_ids is None or set(message_ids) == set(stored.message_ids):
+                return stored
+            linked = await link_messages(session, turn_id, chat_id, message_ids, only=True)
+            return dataclasses.replace(stored, message_ids=linked)
 
         return await self._write(work)
 
@@ -285,8 +296,7 @@ class Store:
         messages now (a preview that gave way to the final message is no longer one of them)."""
 
         async def work(session: AsyncSession) -> None:
-            turn = await load_turn(session, turn_id, selectinload(Turn.messages))
-            await relink_turn_messages(session, turn, message_ids, only=only)
+            await link_messages(session, turn_id, await chat_of_turn(session, turn_id), message_ids, only=only)
 
         await self._write(work)
 
@@ -301,20 +311,13 @@ class Store:
 
     @staticmethod
     async def _turns_of(session: AsyncSession, conversation_id: int) -> list[StoredTurn]:
-        turns = await session.scalars(
-            select(Turn).where(Turn.conversation_id == conversation_id).order_by(Turn.position).options(*TURN_LOADS)
-        )
+        turns = await session.scalars(_TURNS_OF_CONVERSATION, {"p_conversation_id": conversation_id})
         return [convert.stored_turn(turn) for turn in turns]
 
     async def turns_for_request(self, inbox_item_id: int) -> list[StoredTurn]:
         """The turns written for one inbox request, in order (its question, its answer attempts)."""
         async with self._read() as session:
-            turns = await session.scalars(
-                select(Turn)
-                .where(Turn.inbox_item_id == inbox_item_id)
-                .order_by(Turn.conversation_id, Turn.position)
-                .options(*TURN_LOADS)
-            )
+            turns = await session.scalars(_TURNS_OF_REQUEST, {"p_request_id": inbox_item_id})
             return [convert.stored_turn(turn) for turn in turns]
 
     async def turn_for_message(self, chat_id: int, message_id: int) -> StoredTurn | None:
@@ -409,3 +412,19 @@ class Store:
 
     async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         return await self._started().write(work)
+
+
+def _stored_new_turn(
+    turn: NewTurn,
+    role: str,
+    status: TurnStatus,
+    text: str,
+    *,
+    images: tuple[StoredImage, ...] = (),
+    message_ids: tuple[int, ...] = (),
+) -> StoredTurn:
+    """A turn `append_turn_row` just wrote, as the store hands turns out."""
+    return StoredTurn(
+        id=turn.id, conversation_id=turn.conversation_id, position=turn.position, role=role, text=text,
+        status=TurnStatus(status), images=images, message_ids=message_ids, created_at=turn.created_at,
+    )

@@ -7,14 +7,18 @@ from types import SimpleNamespace
 
 import pytest
 from PIL import Image
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.bench import main
 from bot.bench_harness import bare_generation_s
-from bot.bench_runs import BenchFailed, _check_every_answer
+from bot.bench_process import throughput_of_own_process
+from bot.bench_runs import BenchFailed, _check_every_answer, throughput
 from model.loaded import LoadOptions
 from model.loading import load_model
 from model.service import ModelService
 from model.types import Conversation, GenerationParams, ImagePart, Preamble, TextPart, Turn
+from tests.databases import postgresql_only
 
 KEYS = ("overhead_median_s", "overhead_p95_s", "last_token_to_final_s", "updates_per_s")
 
@@ -71,3 +75,25 @@ async def test_the_yardstick_computes_what_the_bot_computed_and_reuses_only_the_
     assert computed_for_the_bot > 0
     assert computed_for_the_yardstick == computed_for_the_bot
     assert service.stats.prompt_tokens_reused > 0  # the preamble was shared, for both
+
+
+def test_the_crowd_alone_prints_updates_per_second(capsys):
+    main(["--crowd-only", "--users", "5", "--messages", "2"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["updates_per_s"] > 0 and figures["updates"] == 10 and figures["database"] == "sqlite"
+    assert figures["updates_per_s_sharing_the_standins_loop"] > 0
+
+
+@pytest.mark.parametrize("database_url", postgresql_only(), indirect=True)
+async def test_the_crowd_runs_on_a_postgresql_server_in_a_database_of_its_own(database_url, tmp_path):
+    assert await throughput(tmp_path, users=5, messages=2, database_url=database_url) > 0  # all answered
+    assert await throughput_of_own_process(tmp_path, users=5, messages=2, database_url=database_url) > 0
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            left = await connection.scalars(
+                text("SELECT datname FROM pg_database WHERE datname LIKE 'idefics_bench_%'")
+            )
+            assert list(left) == [], "the run's database is dropped afterwards"
+    finally:
+        await engine.dispose()

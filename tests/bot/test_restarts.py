@@ -136,3 +136,43 @@ async def test_a_message_the_database_could_not_take_yet_survives_a_crash(
     question, reply = await conversation_of(database_url, chat.id, USER_ID)
     assert question.text == "are you there?"
     assert (reply.status, reply.message_ids) == (TurnStatus.COMPLETE, (answer.message_id,))
+
+
+async def test_a_batch_stored_but_not_yet_confirmed_survives_a_crash_and_is_answered_once(
+    bot_api, database_url, tiny_checkpoint, tmp_path
+):
+    """The requests of one getUpdates batch are stored together before the next getUpdates would
+    confirm them; a kill -9 in between (that getUpdates fails) loses none, and the batch Telegram
+    then sends again is recognised: each message is stored and answered once."""
+    people = [(bot_api.private_chat(USER_ID + 10 + n), bot_api.user(USER_ID + 10 + n)) for n in range(5)]
+    environment = bot_environment(bot_api, database_url, tiny_checkpoint, **QUICK_TAKEOVER)
+    database = Path(database_url.split("///", 1)[1])
+    async with BotProcess(bot_api, environment, tmp_path) as bot:
+        await bot.start(MAX_NEW_TOKENS=SHORT)
+        polls = len(bot_api.calls_to("getUpdates"))
+        await bot_api.wait_for(lambda: len(bot_api.calls_to("getUpdates")) > polls)  # a long poll waits
+        bot_api.start_outage(methods={"getUpdates"})  # the poll that would confirm them fails
+        for chat, user in people:  # all at once: the waiting poll takes them as one batch
+            await bot_api.send_text(chat, user, f"hello from {user.id}")
+
+        def stored() -> int:
+            with sqlite3.connect(database) as connection:
+                return connection.execute("SELECT count(*) FROM inbox").fetchone()[0]
+
+        await bot_api.wait_for(lambda: stored() == len(people), timeout=30)
+        assert await bot.stop(signal.SIGKILL) == -signal.SIGKILL
+        bot_api.end_outage()
+        assert len(bot_api.updates.pending) == len(people), "nothing was confirmed to Telegram"
+
+        await bot.start(MAX_NEW_TOKENS=SHORT)
+        for chat, _ in people:
+            await bot_api.wait_for_bot_message(chat, timeout=60)
+        await bot_api.wait_for(lambda: not bot_api.updates.pending, timeout=30)
+        await bot_api.wait_quiet(quiet=1.0)
+        assert await bot.stop() == 0, bot.log[-3000:]
+
+    assert stored() == len(people), "the batch sent again was not stored twice"
+    for chat, user in people:
+        assert len(bot_api.bot_messages(chat)) == 1
+        history = await conversation_of(database_url, chat.id, user.id)
+        assert [turn.text for turn in history if turn.role == "user"] == [f"hello from {user.id}"]

@@ -1,0 +1,70 @@
+"""The store's SQLite calls run on the event loop's thread, and a write lock another program holds
+is waited for without stopping the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+
+from storage.errors import DatabaseUnavailable
+from storage.sqlite_driver import BLOCKING_BUSY_WAIT_MS
+from storage.store import Store
+from storage.types import ChatInfo, UserInfo
+
+
+async def test_statements_run_on_the_event_loops_thread(tmp_path):
+    async with Store(f"sqlite+aiosqlite:///{tmp_path / 'inline.sqlite3'}") as store:
+        async with store._read() as session:
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+            await raw.create_function("thread_id", 0, threading.get_ident)
+            ran_on = await session.scalar(text("SELECT thread_id()"))
+    assert ran_on == threading.get_ident()
+
+
+async def test_a_write_waits_for_another_programs_lock_while_the_loop_goes_on(tmp_path):
+    path = tmp_path / "held.sqlite3"
+    async with Store(f"sqlite+aiosqlite:///{path}", lock_timeout_s=10.0) as store:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        gaps: list[float] = []
+
+        async def tick() -> None:  # what every other task of the bot sees: how long the loop stalls
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.002)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        write = asyncio.create_task(store.touch(UserInfo(1, "Ann"), ChatInfo(1, "private")))
+        await asyncio.sleep(0.6)
+        assert not write.done(), "the write went through while the lock was held"
+        holder.rollback()
+        holder.close()
+        await asyncio.wait_for(write, 5)
+        ticker.cancel()
+        assert (await store.stats()).users == 1
+    # A stall is one blocking call's busy wait at most (with room for a busy machine), never the hold.
+    assert max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.3f} s"
+    assert len(gaps) > 0.6 / (0.002 + 2 * BLOCKING_BUSY_WAIT_MS / 1000)
+
+
+async def test_past_the_lock_timeout_the_write_says_the_database_is_unavailable(tmp_path):
+    path = tmp_path / "timeout.sqlite3"
+    async with Store(f"sqlite+aiosqlite:///{path}", lock_timeout_s=0.3) as store:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        try:
+            with pytest.raises(DatabaseUnavailable, match="locked"):
+                await store.touch(UserInfo(1, "Ann"), ChatInfo(1, "private"))
+        finally:
+            holder.rollback()
+            holder.close()
+    assert 0.25 < time.monotonic() - started < 2.0
