@@ -159,6 +159,7 @@ class UpdateQueue:
     def __init__(self) -> None:
         self.pending: list[dict[str, Any]] = []
         self.allowed_updates: list[str] = []
+        self.handed_out: set[int] = set()  # update_ids some getUpdates answered with (what tests wait on)
         self._update_ids = itertools.count(1)
         self._wakeup = asyncio.Event()
         self._poll_generation = 0
@@ -195,6 +196,7 @@ class UpdateQueue:
             ready = self._confirm_and_select(offset, limit)
             remaining = deadline - time.monotonic()
             if ready or remaining <= 0 or self._closed:
+                self.handed_out.update(update["update_id"] for update in ready)
                 return ready
             wakeup = self._wakeup
             try:

@@ -120,9 +120,10 @@ async def test_a_message_the_database_could_not_take_yet_survives_a_crash(
         await bot.start(MAX_NEW_TOKENS=SHORT)
         lock = sqlite3.connect(database, isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")  # another program holds the write lock
-        polls = len(bot_api.calls_to("getUpdates"))
         await bot_api.send_text(chat, user, "are you there?")
-        await bot_api.wait_for(lambda: len(bot_api.calls_to("getUpdates")) > polls)  # fetched
+        [update] = bot_api.updates.pending
+        # Fetched (by a new poll, or by the long poll that was already waiting when it came).
+        await bot_api.wait_for(lambda: update["update_id"] in bot_api.updates.handed_out)
         assert await bot.stop(signal.SIGKILL) == -signal.SIGKILL
         lock.rollback()
         lock.close()
