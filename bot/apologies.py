@@ -13,7 +13,7 @@ from telegram.error import ChatMigrated
 from bot import texts
 from bot.errors import ImageDownloadFailed, ImageTooLarge, NotReady
 from model.errors import ModelBusy, ModelError, PromptTooLong, ServiceStopped
-from storage.errors import DatabaseUnavailable, ImageRejected
+from storage.errors import DatabaseUnavailable, ImageRejected, ImageTooManyPixels
 
 # The first class an error is an instance of wins: subclasses before their bases.
 _APOLOGIES: tuple[tuple[type[BaseException], str], ...] = (
@@ -33,4 +33,7 @@ def apology_for(error: BaseException) -> str:
     """What to tell the person whose request ended in `error`; a general apology for unknown errors."""
     if isinstance(error, ImageTooLarge):
         return texts.IMAGE_TOO_LARGE.format(size_mb=error.size / 2**20, limit_mb=error.limit / 2**20)
+    if isinstance(error, ImageTooManyPixels):
+        megapixels = f"{'' if error.exact else 'over '}{error.pixels / 1e6:.0f}"
+        return texts.IMAGE_TOO_MANY_PIXELS.format(megapixels=megapixels, limit=error.limit / 1e6)
     return next((text for kind, text in _APOLOGIES if isinstance(error, kind)), texts.UNEXPECTED_ERROR)

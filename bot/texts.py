@@ -106,6 +106,7 @@ NO_PREAMBLE_BUTTON = "No preamble"
 NO_PREAMBLE_DESCRIPTION = "no instructions or examples: the model sees only the conversation"
 CURRENT_CHOICE_MARK = "✅ "
 MODE_SET = "Mode: {name}"
+MODE_UNKNOWN = "There is no mode called “{name}”. The modes are: {known}."
 MODE_GONE = "That mode no longer exists. Send /mode for the current list."
 SETTINGS_MENU = (
     "Settings for this chat\n"
@@ -131,6 +132,10 @@ ONLY_IMAGES = (
 )
 IMAGE_TOO_LARGE = (
     "That image is too large for me ({size_mb:.1f} MB; the limit is {limit_mb:.0f} MB). Try a smaller one."
+)
+IMAGE_TOO_MANY_PIXELS = (
+    "That image has too many pixels for me ({megapixels} megapixels; the limit is {limit:.0f}). "
+    "Try a smaller one."
 )
 IMAGE_DOWNLOAD_FAILED = "Sorry, I couldn't download that image from Telegram. Please send it again."
 IMAGE_UNREADABLE = "Sorry, I couldn't read that image — the file seems damaged or isn't a format I know."

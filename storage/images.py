@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from storage.errors import ImageRejected
+from storage.errors import ImageRejected, ImageTooManyPixels
 
 T = TypeVar("T")
 
@@ -64,11 +64,13 @@ def normalise_image(
         with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as opened:
             width, height = opened.size
             if width * height > max_pixels:
-                raise ImageRejected(f"image is too large ({width}x{height} pixels)")
+                raise ImageTooManyPixels(max_pixels, width * height)
             picture = _upright_rgb(opened)
     except ImageRejected:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # Pillow's own, far larger, limit: refused on opening
+        raise ImageTooManyPixels(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0), exact=False) from error
+    except UnidentifiedImageError as error:
         raise ImageRejected(str(error)) from error
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt files
         raise ImageRejected(f"unreadable image: {error}") from error

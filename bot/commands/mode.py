@@ -1,4 +1,4 @@
-"""/mode: show the few-shot modes (preambles) and switch the chat's mode with a button.
+"""/mode: show the few-shot modes (preambles) and switch the chat's mode with a button (or `/mode NAME`).
 
 The list is read again from disk each time /mode is used or a mode button is pressed, so a mode file
 an admin drops into MODES_DIR (or removes) counts at once, without a restart; broken files are skipped
@@ -24,6 +24,7 @@ from bot.menus import (
     choice_button,
     edit_menu,
     fits_callback_data,
+    may_change_chat_settings,
     refuse_unless_allowed,
 )
 from bot.press_answers import answer_press
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 CALLBACK_PREFIX = "mode:"
 CALLBACK_PATTERN = rf"^{CALLBACK_PREFIX}"
 BUTTONS_PER_ROW = 2
+MAX_NAME_ECHOED = 40  # a mistyped name is quoted back, but not a whole paragraph of it
 
 
 async def reload_modes(runtime: BotRuntime) -> dict[str, Preamble]:
@@ -70,13 +72,37 @@ def mode_menu(modes: dict[str, Preamble], current: str) -> tuple[str, InlineKeyb
 
 
 async def mode_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """List the modes with their descriptions, the chat's current one marked."""
+    """List the modes with their descriptions, the chat's current one marked; `/mode NAME` switches to NAME."""
     message = update.effective_message
     runtime = runtime_of(context)
     modes = await reload_modes(runtime)
+    if context.args:
+        await _switch_by_name(update, context, " ".join(context.args), modes)
+        return
     preferences = read_preferences(await runtime.store.chat_settings(message.chat_id), modes)
     text, keyboard = mode_menu(modes, current_mode_name(preferences, runtime.default_preamble))
     await message.reply_text(text, reply_markup=keyboard)
+
+
+async def _switch_by_name(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, name: str, modes: dict[str, Preamble]
+) -> None:
+    """What a press of NAME's button does, typed instead; a name that is no mode gets the list of names."""
+    message, runtime = update.effective_message, runtime_of(context)
+    names = [*sorted(modes), NO_PREAMBLE]
+    chosen = next((known for known in names if known.casefold() == name.strip().casefold()), None)
+    if chosen is None:
+        echoed = name.strip()[:MAX_NAME_ECHOED]
+        await message.reply_text(texts.MODE_UNKNOWN.format(name=echoed, known=", ".join(names)))
+        return
+    name = chosen
+    user = update.effective_user
+    if not await may_change_chat_settings(context.bot, message.chat, user.id, runtime.settings):
+        await message.reply_text(texts.GROUP_ADMINS_ONLY)
+        return
+    await runtime.store.update_chat_settings(message.chat_id, **{MODE_KEY: name})
+    log.info("chat %s switched to mode %r by user %s", message.chat_id, name, user.id)
+    await message.reply_text(texts.MODE_SET.format(name=name))
 
 
 async def mode_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -229,6 +229,46 @@ async def test_group_admin_and_bot_admin_can_switch_the_mode(bot_api, start_bot,
     assert (await store.chat_settings(GROUP_ID))["mode"] == "captioner"
 
 
+async def test_mode_with_a_name_switches_the_chat_and_the_model_sees_it(bot_api, start_bot):
+    factory, services = recording_factory()
+    application = await start_bot(model_service_factory=factory)
+    chat, ann = bot_api.private_chat(ANN), bot_api.user(ANN)
+
+    reply = await open_mode_menu(bot_api, chat, ann, "/mode Storyteller")
+    await bot_api.send_text(chat, ann, "tell me about it")
+    await bot_api.wait_for_bot_message(chat, count=2)
+    await answers_settled(application)
+
+    assert reply.text == texts.MODE_SET.format(name="storyteller")
+    assert (await runtime(application).store.chat_settings(ANN))["mode"] == "storyteller"
+    assert services[0].conversations[-1].preamble.name == "storyteller"
+
+
+async def test_mode_with_an_unknown_name_says_so_and_lists_the_names(bot_api, start_bot):
+    application = await start_bot()
+    chat, ann = bot_api.private_chat(ANN), bot_api.user(ANN)
+
+    reply = await open_mode_menu(bot_api, chat, ann, "/mode pirate " + "x" * 500)
+
+    assert reply.text.startswith("There is no mode called “pirate xxx")
+    assert len(reply.text) < 200, "a long name is not quoted back whole"
+    assert reply.text.endswith("The modes are: captioner, default, storyteller, none.")
+    assert await runtime(application).store.chat_settings(ANN) == {}
+
+
+async def test_group_member_who_is_not_an_admin_cannot_switch_the_mode_by_name(bot_api, start_bot, monkeypatch):
+    make_group_admins(monkeypatch, ANN)
+    application = await start_bot()
+    group, ann, bob = bot_api.group_chat(GROUP_ID), bot_api.user(ANN, "Ann"), bot_api.user(BOB, "Bob")
+
+    refused = await open_mode_menu(bot_api, group, bob, f"/mode{BOT} captioner")
+    assert refused.text == texts.GROUP_ADMINS_ONLY
+    assert "mode" not in await runtime(application).store.chat_settings(GROUP_ID)
+    switched = await open_mode_menu(bot_api, group, ann, f"/mode{BOT} captioner")
+    assert switched.text == texts.MODE_SET.format(name="captioner")
+    assert (await runtime(application).store.chat_settings(GROUP_ID))["mode"] == "captioner"
+
+
 async def test_mode_and_settings_are_registered_commands_and_explained_in_help(bot_api, start_bot):
     await start_bot()
     chat = bot_api.private_chat(ANN)

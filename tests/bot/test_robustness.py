@@ -139,22 +139,28 @@ def square(color: str, fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
     return buffer.getvalue()
 
 
+UNREADABLE = texts.IMAGE_UNREADABLE
+TOO_MANY_PIXELS = "That image has too many pixels for me ({}; the limit is 64). Try a smaller one."
+
+
 @pytest.mark.parametrize(
-    ("data", "file_name", "mime_type", "readable"),
+    ("data", "file_name", "mime_type", "refusal"),
     [
-        (b"just some words, not a picture\n" * 20, "photo.jpg", "image/jpeg", False),
-        (corrupt_jpeg(), "broken.jpg", "image/jpeg", False),
-        (png_bomb(), "bomb.png", "image/png", False),
-        (b"\x00\x00\x00\x18ftypheic" + b"\x00" * 200, "IMG_0001.HEIC", "image/heic", False),
-        (square("blue", "WEBP"), "pic.webp", "image/webp", True),
-        (square("green", "GIF"), "pic.gif", "image/gif", True),
-        (square("white", "PNG", (1, 1)), "dot.png", "image/png", True),
-        (square("black", "PNG", (10000, 100)), "strip.png", "image/png", True),
+        (b"just some words, not a picture\n" * 20, "photo.jpg", "image/jpeg", UNREADABLE),
+        (corrupt_jpeg(), "broken.jpg", "image/jpeg", UNREADABLE),
+        (png_bomb(), "bomb.png", "image/png", TOO_MANY_PIXELS.format("over 179 megapixels")),
+        (png_bomb(9000), "scan.png", "image/png", TOO_MANY_PIXELS.format("81 megapixels")),
+        (b"\x00\x00\x00\x18ftypheic" + b"\x00" * 200, "IMG_0001.HEIC", "image/heic", UNREADABLE),
+        (square("blue", "WEBP"), "pic.webp", "image/webp", None),
+        (square("green", "GIF"), "pic.gif", "image/gif", None),
+        (square("white", "PNG", (1, 1)), "dot.png", "image/png", None),
+        (square("black", "PNG", (10000, 100)), "strip.png", "image/png", None),
     ],
-    ids=["text-as-jpeg", "corrupt-jpeg", "decompression-bomb", "heic", "webp", "gif", "1x1", "10000x100"],
+    ids=["text-as-jpeg", "corrupt-jpeg", "decompression-bomb", "huge-scan", "heic", "webp", "gif", "1x1",
+         "10000x100"],
 )
 async def test_image_files_of_every_kind_get_an_answer_or_a_clear_refusal(
-    bot_api, start_bot, data, file_name, mime_type, readable
+    bot_api, start_bot, data, file_name, mime_type, refusal
 ):
     application = await start_bot()
     chat, user = bot_api.private_chat(USER_ID), bot_api.user(USER_ID)
@@ -163,10 +169,11 @@ async def test_image_files_of_every_kind_get_an_answer_or_a_clear_refusal(
     [reply] = await bot_api.wait_for_bot_message(chat)
     await answers_settled(application)
     no_tracebacks_in([reply])
-    if readable:
+    if refusal is None:
         assert reply.text not in (texts.IMAGE_UNREADABLE, texts.UNEXPECTED_ERROR, texts.GENERATION_FAILED)
+        assert not reply.text.startswith("That image has too many pixels")
     else:
-        assert reply.text == texts.IMAGE_UNREADABLE
+        assert reply.text == refusal
     store = runtime(application).store
     [question, *_] = await store.history((await store.active_conversation(chat.id, USER_ID)).id)
     assert question.text == "what is this?", "the person's words are kept either way"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageOps
 from sqlalchemy import func, select
 
-from storage.errors import ImageRejected
+from storage.errors import ImageRejected, ImageTooManyPixels
 from storage.images import DEFAULT_MAX_SIDE, normalise_image
 from storage.schema import Image as ImageRow
 from storage.types import ImageInput
@@ -96,8 +96,20 @@ def test_decompression_bomb_is_rejected_before_decoding():
     Image.new("1", (9000, 9000)).save(buffer, format="PNG")
     assert len(buffer.getvalue()) < 200_000
 
-    with pytest.raises(ImageRejected, match="too large"):
+    with pytest.raises(ImageTooManyPixels, match="too large") as refused:
         normalise_image(buffer.getvalue())
+    assert (refused.value.pixels, refused.value.exact) == (81_000_000, True)
+
+
+def test_image_beyond_pillows_own_limit_is_refused_as_too_many_pixels_not_as_damaged():
+    # 30000 x 30000: Pillow itself refuses it on opening, before its size reaches our check.
+    buffer = io.BytesIO()
+    Image.new("1", (30000, 30000)).save(buffer, format="PNG")
+
+    with pytest.raises(ImageTooManyPixels) as refused:
+        normalise_image(buffer.getvalue())
+    assert not refused.value.exact and refused.value.pixels == 2 * Image.MAX_IMAGE_PIXELS
+    assert refused.value.pixels < 30000 * 30000
 
 
 async def test_same_bytes_twice_are_stored_once(store, rows, solid_png):
