@@ -32,7 +32,9 @@ from model.decoding import DecodeRow, RunningBatch, concatenate, filter_rows, ne
 from model.errors import GenerationFailed
 from model.generation import StepEvent, deliver
 from model.image_features import ImageFeatureCache, image_latents_for
+from model.length_groups import LengthGroups
 from model.loaded import LoadedModel
+from model.packed_linears import PackedLinears
 from model.prefill import Prefill, advance, finish_prefill, prefill_together, prompt_kv, start_prefill
 from model.prefix_cache import PrefixCache
 from model.requests import GenerationRequest, ScoringJob
@@ -64,6 +66,7 @@ class DecodeWorker:
         image_cache: ImageFeatureCache | None,
         prefix_cache: PrefixCache | None = None,
         prefill_chunk_tokens: int = 0,
+        packed_linears: PackedLinears | None = None,
     ) -> None:
         self._loaded = loaded
         self._queue = queue
@@ -73,9 +76,10 @@ class DecodeWorker:
         self._image_cache = image_cache
         self._prefix_cache = prefix_cache
         self._chunk = prefill_chunk_tokens
-        self._step_s: float | None = None  # smoothed time of one decode step
+        self._step_s: float | None = None  # smoothed time of one tick: a decode step of every group
         self._token_s: float | None = None  # smoothed prefill time per prompt token
-        self._batch: RunningBatch | None = None
+        self._packed_linears = packed_linears
+        self._groups = LengthGroups()  # the running rows, in batches of similar cached length
         self._prefills: list[Prefill] = []  # newcomers whose prompts are being read, oldest first
         self._admitting: list[GenerationRequest] = []
         # Newcomers' prompt KV not yet in the prefix cache: stored in the next slot between two steps,
@@ -84,15 +88,16 @@ class DecodeWorker:
 
     def run(self) -> None:
         while True:
-            idle = self._batch is None and not self._prefills
+            idle = not self._groups and not self._prefills
             work = self._queue.next_work(idle=idle, room=self._room())
             if work is None:
                 self._end_running(FinishReason.CANCELLED)
                 return
             try:
-                self._between_steps(work)
-                if self._batch is not None:
-                    self._step()
+                with self._engine_linears():
+                    self._between_steps(work)
+                    if self._groups:
+                        self._step()
             except BaseException as exc:  # never let the worker die: the next request must still be served
                 logger.exception("model worker: unexpected failure")
                 self._fail_everything_in_flight(exc)
@@ -104,8 +109,15 @@ class DecodeWorker:
         return max(0, self._limit - len(rows))
 
     def _rows_in_flight(self) -> list[DecodeRow]:
-        """Every row the worker holds: those still reading their prompt, then the running batch's."""
-        return [job.row for job in self._prefills] + (self._batch.rows if self._batch is not None else [])
+        """Every row the worker holds: those still reading their prompt, then the running groups'."""
+        return [job.row for job in self._prefills] + self._groups.rows
+
+    def _report_running(self) -> None:
+        self._stats.running(len(self._groups), len(self._groups.batches))
+
+    def _engine_linears(self) -> contextlib.AbstractContextManager:
+        """The engine's own forward passes take the packed multi-row linears, where there are some."""
+        return contextlib.nullcontext() if self._packed_linears is None else self._packed_linears.engaged()
 
     def _between_steps(self, work: Work) -> None:
         if work.scoring is not None:
@@ -120,7 +132,7 @@ class DecodeWorker:
             admitted_s = time.perf_counter() - started
             self._admitting = []
         # Setting newcomers up (their images) already took a slot's worth of time: their prompts wait a step.
-        if not (self._batch is not None and self._step_s and admitted_s > CHUNK_STEPS * self._step_s):
+        if not (self._groups and self._step_s and admitted_s > CHUNK_STEPS * self._step_s):
             self._read_prompts()
         self._drop_finished_rows()
 
@@ -168,7 +180,7 @@ class DecodeWorker:
 
     def _read_prompts(self) -> None:
         """Prefill the newcomers, within the chunk budget while rows are streaming; join finished ones."""
-        budget = self._chunk_budget() if self._chunk > 0 and self._batch is not None else None
+        budget = self._chunk_budget() if self._chunk > 0 and self._groups else None
         if budget is None:
             self._read_together([job for job in self._prefills if job.done == 0 and not job.row.sink.cancelled])
         for job in list(self._prefills):
@@ -204,7 +216,7 @@ class DecodeWorker:
             with self._phase("prefill"):
                 newcomers, events = prefill_together(self._loaded.model, jobs)
         except Exception as exc:
-            running = 0 if self._batch is None else len(self._batch)
+            running = len(self._groups)
             logger.warning("reading %d prompts together failed: %s", len(jobs), exc, exc_info=True)
             self._recover([job.row.sink for job in jobs], exc, batch_size=running + len(jobs))
             return
@@ -241,21 +253,23 @@ class DecodeWorker:
             self._recover([request], exc, batch_size=1)
 
     def _join(self, newcomers: RunningBatch) -> None:
-        if self._batch is None:
-            self._batch = newcomers
+        """Newcomers join the group of about their length, or start their own (model/length_groups.py)."""
+        group = self._groups.group_for(newcomers)
+        if group is None:
+            self._groups.add(newcomers)
         else:
             try:
                 with self._phase("join"):
-                    self._batch = concatenate(self._batch, newcomers)
+                    self._groups.replace(group, concatenate(group, newcomers))
             except Exception as exc:  # a half-joined cache is unusable: every row starts again or fails
-                logger.warning("joining %d rows to %d failed: %s", len(newcomers), len(self._batch), exc)
+                logger.warning("joining %d rows to %d failed: %s", len(newcomers), len(group), exc)
                 # `concatenate` may have moved the newcomers' rows over already: each request once.
-                requests = list(dict.fromkeys(row.sink for row in self._batch.rows + newcomers.rows))
-                self._batch = None
-                self._stats.running(0)
+                requests = list(dict.fromkeys(row.sink for row in group.rows + newcomers.rows))
+                self._groups.remove(group)
+                self._report_running()
                 self._recover(requests, exc, batch_size=len(requests))
                 return
-        self._stats.running(len(self._batch))
+        self._report_running()
 
     def _prepare(self, request: GenerationRequest) -> bool:
         if request.cancelled:
@@ -286,54 +300,71 @@ class DecodeWorker:
                 deliver(event)
 
     def _drop_finished_rows(self) -> None:
-        if self._batch is None:
-            return
-        self._deliver(row.output.finish(FinishReason.CANCELLED) for row in self._batch.rows if row.sink.cancelled)
-        keep = [index for index, row in enumerate(self._batch.rows) if not row.finished]
-        if len(keep) < len(self._batch):
-            with self._phase("cache_store"):
-                self._keep_answers(index for index in range(len(self._batch)) if index not in keep)
-        with self._phase("leave"):
-            self._batch = filter_rows(self._batch, keep)
-        self._stats.running(0 if self._batch is None else len(self._batch))
-        if self._batch is None and not self._prefills:
+        for group in self._groups:
+            self._deliver(row.output.finish(FinishReason.CANCELLED) for row in group.rows if row.sink.cancelled)
+            keep = [index for index, row in enumerate(group.rows) if not row.finished]
+            if len(keep) < len(group):
+                with self._phase("cache_store"):
+                    self._keep_answers(group, (index for index in range(len(group)) if index not in keep))
+            with self._phase("leave"):
+                self._groups.replace(group, filter_rows(group, keep))
+        self._merge_groups()
+        self._report_running()
+        if not self._groups and not self._prefills:
             self._limit = self._max_batch_size
 
-    def _keep_answers(self, indexes: Iterable[int]) -> None:
+    def _merge_groups(self) -> None:
+        try:
+            with self._phase("join"):
+                self._groups.merge_close()
+        except Exception as exc:  # a half-merged cache is unusable: every running row starts again or fails
+            logger.warning("merging running groups failed: %s", exc)
+            requests = list(dict.fromkeys(row.sink for group in self._groups.clear() for row in group.rows))
+            self._recover(requests, exc, batch_size=len(requests))
+
+    def _keep_answers(self, group: RunningBatch, indexes: Iterable[int]) -> None:
         """Leaving rows' prompt and answer KV go to the prefix cache: the conversation's next turn starts so."""
         if self._prefix_cache is None:
             return
         for index in indexes:
-            row = self._batch.rows[index]
-            kv = self._batch.row_kv(index)
+            row = group.rows[index]
+            kv = group.row_kv(index)
             ids = row.ids_in_cache
             if kv and kv[0][0].shape[1] == len(ids):
                 self._prefix_cache.store(ids, row.image_keys, self._image_token, kv)
         self._stats.prefix_cache_size(self._cache_bytes())
 
     def _step(self) -> None:
-        batch = self._batch
-        try:
-            started = time.perf_counter()
-            events = step(self._loaded.model, batch)  # reads the chosen tokens: the time is the real one
+        """One tick: a decode step of every group, each one's events delivered as soon as it has them."""
+        started = time.perf_counter()
+        stepped = False
+        for group in self._groups:
+            stepped = self._step_group(group) or stepped
+        if stepped:  # (after a failed step the lowered limit must stay until the retries have run)
             self._step_s = _smoothed(self._step_s, time.perf_counter() - started)
             self._stats.phase("step", time.perf_counter() - started)
-        except torch.cuda.OutOfMemoryError as exc:
-            logger.warning("out of memory in a step of %d rows; retrying with fewer", len(batch))
-            self._abandon_batch(exc)
-        except Exception as exc:
-            logger.warning("a step of %d rows failed: %s", len(batch), exc, exc_info=True)
-            self._abandon_batch(exc)
-        else:
-            self._stats.stepped()
-            self._deliver(events)
             # Rows leave as soon as they finish, so the next newcomers' room and batch size are right.
             self._drop_finished_rows()
 
-    def _abandon_batch(self, exc: BaseException) -> None:
-        batch, self._batch = self._batch, None
-        self._stats.running(0)
-        self._recover([row.sink for row in batch.rows], exc, batch_size=len(batch))
+    def _step_group(self, group: RunningBatch) -> bool:
+        try:
+            events = step(self._loaded.model, group)  # reads the chosen tokens: the time is the real one
+        except torch.cuda.OutOfMemoryError as exc:
+            logger.warning("out of memory in a step of %d rows; retrying with fewer", len(group))
+            self._abandon_group(group, exc, batch_size=len(self._groups))
+            return False
+        except Exception as exc:
+            logger.warning("a step of %d rows failed: %s", len(group), exc, exc_info=True)
+            self._abandon_group(group, exc, batch_size=len(group))
+            return False
+        self._stats.stepped()
+        self._deliver(events)
+        return True
+
+    def _abandon_group(self, group: RunningBatch, exc: BaseException, *, batch_size: int) -> None:
+        self._groups.remove(group)
+        self._report_running()
+        self._recover([row.sink for row in group.rows], exc, batch_size=batch_size)
 
     def _recover(self, requests: list[GenerationRequest], exc: BaseException, *, batch_size: int) -> None:
         """Fail what cannot be retried; put the rest back in line, smaller (out of memory) or alone."""
@@ -360,20 +391,19 @@ class DecodeWorker:
         self._queue.put_back(retry)
 
     def _end_running(self, reason: FinishReason) -> None:
-        if self._batch is not None:
-            self._deliver(row.output.finish(reason) for row in self._batch.rows)
+        self._deliver(row.output.finish(reason) for row in self._groups.rows)
         for job in self._prefills:
             job.row.sink.finish_without_running(reason)
-        self._batch = None
+        self._groups.clear()
         self._prefills = []
         self._stats.running(0)
 
     def _fail_everything_in_flight(self, exc: BaseException) -> None:
-        requests = [row.sink for row in self._batch.rows] if self._batch is not None else []
+        requests = [row.sink for row in self._groups.rows]
         requests += [job.row.sink for job in self._prefills]
         for request in requests + self._admitting:
             request.fail(_failure(_SOMETHING_WENT_WRONG, exc))
-        self._batch = None
+        self._groups.clear()
         self._prefills = []
         self._admitting = []
         self._stats.running(0)
