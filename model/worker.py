@@ -1,18 +1,20 @@
 """The model worker's loop: continuous batching, one decode step at a time, on its own thread.
 
-Between two steps the worker (1) runs a waiting scoring job, if any (one forward pass), (2) sets newly
-arrived requests up for prefill (model/prefill.py: their image states once, and the KV of their
+Between two steps the worker (1) runs a waiting scoring job, if any (model/scoring_job.py), (2) sets
+newly arrived requests up for prefill (model/prefill.py: their image states once, and the KV of their
 longest cached prefix), up to the batch limit, (3) reads their prompts, at most `prefill_chunk_tokens`
-tokens per step while rows are running, and no more than takes about CHUNK_STEPS decode steps' time
-(all at once otherwise) and joins each finished one to the
-running batch, (4) drops rows that finished or whose reader went away (keeping their KV in the prefix
-cache for the conversation's next turn), and (5) runs one step for every row left (model/decoding.py).
-Steps return per-request events, which the worker delivers. A request that arrives while a long answer
-is being written therefore starts within a step or a few instead of after the whole answer, a long
-newcomer does not stall the rows that are streaming, and a finished row stops costing compute.
+tokens per tick while rows are running, and no more than takes about CHUNK_STEPS ticks' time (all at
+once otherwise), and joins each finished one to the running group of about its length, or makes it a
+group of its own (model/length_groups.py), (4) drops rows that finished or whose reader went away
+(keeping their KV in the prefix cache for the conversation's next turn), and (5) runs one decode step
+of every group (model/decoding.py): a tick. Steps return per-request events, which the worker
+delivers. A request that arrives while a long answer is being written therefore starts within a step or
+a few instead of after the whole answer, a long newcomer neither stalls nor pads the rows that are
+streaming, and a finished row stops costing compute. The worker's forward passes take the packed
+multi-row linears where there are some (model/packed_linears.py).
 
 Failures stay with the requests they hit: a broken image fails its own request before any prefill; a
-failing prefill touches only its newcomer; a failing step ends the running batch. Requests that have
+failing prefill touches only its newcomer; a failing step ends its group. Requests that have
 not shown any text yet are put back at the front of the queue (so no reader ever sees text twice):
 after CUDA out-of-memory with a lower batch limit (half the rows; back to the maximum once the batch
 drains), after any other error to be retried alone. A request that fails alone is answered with an error.
@@ -29,7 +31,7 @@ import torch
 
 from model.batch import prepare_prompt
 from model.decoding import DecodeRow, RunningBatch, concatenate, filter_rows, new_row, step
-from model.errors import GenerationFailed
+from model.errors import BAD_IMAGE, OUT_OF_MEMORY, SOMETHING_WENT_WRONG, failure
 from model.generation import StepEvent, deliver
 from model.image_features import ImageFeatureCache, image_latents_for
 from model.length_groups import LengthGroups
@@ -37,17 +39,18 @@ from model.loaded import LoadedModel
 from model.packed_linears import PackedLinears
 from model.prefill import Prefill, advance, finish_prefill, prefill_together, prompt_kv, start_prefill
 from model.prefix_cache import PrefixCache
-from model.requests import GenerationRequest, ScoringJob
-from model.scoring import score_continuations
+from model.requests import GenerationRequest
+from model.scoring_job import run_scoring_job
 from model.stats import StatsRecorder
 from model.types import FinishReason
 from model.work_queue import Work, WorkQueue
 
 logger = logging.getLogger(__name__)
 
-# While rows stream, a prompt chunk may also take at most about this many decode steps' time (measured
-# as the worker runs): on a CPU a token of prefill costs nearly what a whole decode step does, so
-# PREFILL_CHUNK_TOKENS alone would still stall the running rows; on a GPU the token cap is what binds.
+# While rows stream, a prompt chunk may also take at most about this many ticks' time (both measured as
+# the worker runs, so faster steps make smaller chunks): on a CPU a prompt token costs a good share of a
+# decode step, so PREFILL_CHUNK_TOKENS alone would still stall the running rows; on a GPU the token cap
+# is what binds.
 CHUNK_STEPS = 1.5
 MIN_CHUNK_TOKENS = 16
 _SMOOTHING = 0.2
@@ -121,7 +124,7 @@ class DecodeWorker:
 
     def _between_steps(self, work: Work) -> None:
         if work.scoring is not None:
-            self._run_scoring(work.scoring)
+            run_scoring_job(self._loaded, work.scoring, self._max_batch_size)
         self._store_pending()
         admitted_s = 0.0
         if work.requests:
@@ -281,7 +284,7 @@ class DecodeWorker:
             request.prepared = prepare_prompt(self._loaded, request.prompt.input_ids, request.prompt.images)
         except Exception as exc:
             logger.warning("could not prepare a prompt's images: %s", exc, exc_info=True)
-            request.fail(_failure(_BAD_IMAGE, exc))
+            request.fail(failure(BAD_IMAGE, exc))
             return False
         return True
 
@@ -378,7 +381,7 @@ class DecodeWorker:
             if request.cancelled:
                 request.finish_without_running(FinishReason.CANCELLED)
             elif batch_size == 1 or request.shown_text or request.solo:
-                request.fail(_failure(_OUT_OF_MEMORY if out_of_memory else _SOMETHING_WENT_WRONG, exc))
+                request.fail(failure(OUT_OF_MEMORY if out_of_memory else SOMETHING_WENT_WRONG, exc))
             else:
                 retry.append(request)
         if not retry:
@@ -402,60 +405,13 @@ class DecodeWorker:
         requests = [row.sink for row in self._groups.rows]
         requests += [job.row.sink for job in self._prefills]
         for request in requests + self._admitting:
-            request.fail(_failure(_SOMETHING_WENT_WRONG, exc))
+            request.fail(failure(SOMETHING_WENT_WRONG, exc))
         self._groups.clear()
         self._prefills = []
         self._admitting = []
         self._stats.running(0)
 
-    # --- scoring ------------------------------------------------------------------------------------
-
-    def _run_scoring(self, job: ScoringJob) -> None:
-        if job.cancelled:
-            return
-        try:
-            prepared = prepare_prompt(self._loaded, job.prompt.input_ids, job.prompt.images)
-        except Exception as exc:
-            logger.warning("could not prepare a prompt's images: %s", exc, exc_info=True)
-            job.fail(_failure(_BAD_IMAGE, exc))
-            return
-        chunk = self._max_batch_size
-        while True:
-            try:
-                scores = score_continuations(
-                    self._loaded, prepared, job.continuations, job.options, max_batch_size=chunk
-                )
-            except torch.cuda.OutOfMemoryError as exc:
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                if chunk == 1:
-                    job.fail(_failure(_OUT_OF_MEMORY, exc))
-                    return
-                chunk = max(1, chunk // 2)
-                logger.warning("out of memory while scoring; retrying %d options at a time", chunk)
-            except Exception as exc:
-                logger.warning("scoring failed: %s", exc, exc_info=True)
-                job.fail(_failure(_SOMETHING_WENT_WRONG, exc))
-                return
-            else:
-                job.succeed(scores)
-                return
-
-
-_BAD_IMAGE = "One of the images could not be read. Please send it again, or as a JPEG or PNG photo."
-_OUT_OF_MEMORY = (
-    "The model ran out of memory while answering, even on its own. Please try again with fewer images "
-    "or after starting a new conversation."
-)
-_SOMETHING_WENT_WRONG = "Something went wrong while the model was writing this answer. Please try again."
-
 
 def _smoothed(average: float | None, sample: float) -> float:
     return sample if average is None else average + _SMOOTHING * (sample - average)
 
-
-def _failure(message: str, cause: BaseException) -> GenerationFailed:
-    """A user-facing error that keeps the technical cause for the logs."""
-    error = GenerationFailed(message)
-    error.__cause__ = cause
-    return error
