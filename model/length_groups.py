@@ -33,7 +33,7 @@ class LengthGroups:
         return bool(self.batches)
 
     def __iter__(self) -> Iterator[RunningBatch]:
-        return iter(list(self.batches))
+        return iter(list(self.batches))  # a snapshot: stepping a group may replace or remove it
 
     @property
     def rows(self) -> list[DecodeRow]:

@@ -3,9 +3,9 @@
 Between two steps the worker (1) runs a waiting scoring job, if any (model/scoring_job.py), (2) sets
 newly arrived requests up for prefill (model/prefill.py: their image states once, and the KV of their
 longest cached prefix), up to the batch limit, (3) reads their prompts, at most `prefill_chunk_tokens`
-tokens per tick while rows are running, and no more than takes about CHUNK_STEPS ticks' time (all at
-once otherwise), and joins each finished one to the running group of about its length, or makes it a
-group of its own (model/length_groups.py), (4) drops rows that finished or whose reader went away
+tokens per tick while rows are running, and no more than takes about 1.5 ticks' time (all at once
+otherwise; model/chunk_pacing.py), and joins each finished one to the running group of about its
+length, or makes it a group of its own (model/length_groups.py), (4) drops rows that finished or whose reader went away
 (keeping their KV in the prefix cache for the conversation's next turn), and (5) runs one decode step
 of every group (model/decoding.py): a tick. Steps return per-request events, which the worker
 delivers. A request that arrives while a long answer is being written therefore starts within a step or
@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from model.batch import prepare_prompt
+from model.chunk_pacing import ChunkPacing
 from model.decoding import DecodeRow, RunningBatch, concatenate, filter_rows, new_row, step
 from model.errors import BAD_IMAGE, OUT_OF_MEMORY, SOMETHING_WENT_WRONG, failure
 from model.generation import StepEvent, deliver
@@ -46,14 +47,6 @@ from model.types import FinishReason
 from model.work_queue import Work, WorkQueue
 
 logger = logging.getLogger(__name__)
-
-# While rows stream, a prompt chunk may also take at most about this many ticks' time (both measured as
-# the worker runs, so faster steps make smaller chunks): on a CPU a prompt token costs a good share of a
-# decode step, so PREFILL_CHUNK_TOKENS alone would still stall the running rows; on a GPU the token cap
-# is what binds.
-CHUNK_STEPS = 1.5
-MIN_CHUNK_TOKENS = 16
-_SMOOTHING = 0.2
 
 
 class DecodeWorker:
@@ -78,9 +71,7 @@ class DecodeWorker:
         self._limit = max_batch_size  # lowered after out-of-memory until the running batch drains
         self._image_cache = image_cache
         self._prefix_cache = prefix_cache
-        self._chunk = prefill_chunk_tokens
-        self._step_s: float | None = None  # smoothed time of one tick: a decode step of every group
-        self._token_s: float | None = None  # smoothed prefill time per prompt token
+        self._pacing = ChunkPacing(prefill_chunk_tokens)
         self._packed_linears = packed_linears
         self._groups = LengthGroups()  # the running rows, in batches of similar cached length
         self._prefills: list[Prefill] = []  # newcomers whose prompts are being read, oldest first
@@ -135,7 +126,7 @@ class DecodeWorker:
             admitted_s = time.perf_counter() - started
             self._admitting = []
         # Setting newcomers up (their images) already took a slot's worth of time: their prompts wait a step.
-        if not (self._groups and self._step_s and admitted_s > CHUNK_STEPS * self._step_s):
+        if not (self._groups and self._pacing.took_a_slot(admitted_s)):
             self._read_prompts()
         self._drop_finished_rows()
 
@@ -183,7 +174,7 @@ class DecodeWorker:
 
     def _read_prompts(self) -> None:
         """Prefill the newcomers, within the chunk budget while rows are streaming; join finished ones."""
-        budget = self._chunk_budget() if self._chunk > 0 and self._groups else None
+        budget = self._pacing.budget() if self._pacing.chunk_tokens > 0 and self._groups else None
         if budget is None:
             self._read_together([job for job in self._prefills if job.done == 0 and not job.row.sink.cancelled])
         for job in list(self._prefills):
@@ -197,8 +188,7 @@ class DecodeWorker:
                 started = time.perf_counter()
                 with self._phase("prefill"):
                     used = advance(self._loaded.model, job, budget)
-                if used >= MIN_CHUNK_TOKENS:
-                    self._token_s = _smoothed(self._token_s, (time.perf_counter() - started) / used)
+                self._pacing.read(used, time.perf_counter() - started)
             except Exception as exc:
                 self._prefills.remove(job)
                 self._prefill_failed(job.row.sink, exc, len(self._rows_in_flight()))
@@ -229,15 +219,6 @@ class DecodeWorker:
             self._stats.prefilled(0, job.length, self._cache_bytes())
         self._deliver(events)
         self._join(newcomers)
-
-    def _chunk_budget(self) -> int:
-        """PREFILL_CHUNK_TOKENS, or fewer where that many would take longer than CHUNK_STEPS steps."""
-        if self._step_s is None:
-            return self._chunk
-        if not self._token_s:  # not measured yet: a small first chunk, to measure
-            return min(self._chunk, 2 * MIN_CHUNK_TOKENS)
-        affordable = int(CHUNK_STEPS * self._step_s / self._token_s)
-        return max(MIN_CHUNK_TOKENS, min(self._chunk, affordable))
 
     def _prefilled(self, job: Prefill) -> None:
         if self._prefix_cache is not None:  # by the next step: a chat arriving then shares the preamble
@@ -344,7 +325,7 @@ class DecodeWorker:
         for group in self._groups:
             stepped = self._step_group(group) or stepped
         if stepped:  # (after a failed step the lowered limit must stay until the retries have run)
-            self._step_s = _smoothed(self._step_s, time.perf_counter() - started)
+            self._pacing.ticked(time.perf_counter() - started)
             self._stats.phase("step", time.perf_counter() - started)
             # Rows leave as soon as they finish, so the next newcomers' room and batch size are right.
             self._drop_finished_rows()
@@ -410,8 +391,4 @@ class DecodeWorker:
         self._prefills = []
         self._admitting = []
         self._stats.running(0)
-
-
-def _smoothed(average: float | None, sample: float) -> float:
-    return sample if average is None else average + _SMOOTHING * (sample - average)
 
