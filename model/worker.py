@@ -5,12 +5,12 @@ newly arrived requests up for prefill (model/prefill.py: their image states once
 longest cached prefix), up to the batch limit, (3) reads their prompts, at most `prefill_chunk_tokens`
 tokens per tick while rows are running, and no more than takes about 1.5 ticks' time (all at once
 otherwise; model/chunk_pacing.py), and joins each finished one to the running group of about its
-length, or makes it a group of its own (model/length_groups.py), (4) drops rows that finished or whose reader went away
-(keeping their KV in the prefix cache for the conversation's next turn), and (5) runs one decode step
-of every group (model/decoding.py): a tick. Steps return per-request events, which the worker
+length, or makes it a group of its own (model/length_groups.py), (4) drops rows that finished or
+whose reader went away (keeping their KV in the prefix cache for the conversation's next turn), and
+(5) runs one decode step of every group (model/decoding.py): a tick. Steps return per-request events, which the worker
 delivers. A request that arrives while a long answer is being written therefore starts within a step or
 a few instead of after the whole answer, a long newcomer neither stalls nor pads the rows that are
-streaming, and a finished row stops costing compute. The worker's forward passes take the packed
+streaming, and a finished row stops costing compute. Decode steps and prompt chunks take the packed
 multi-row linears where there are some (model/packed_linears.py).
 
 Failures stay with the requests they hit: a broken image fails its own request before any prefill; a
@@ -88,9 +88,9 @@ class DecodeWorker:
                 self._end_running(FinishReason.CANCELLED)
                 return
             try:
-                with self._engine_linears():
-                    self._between_steps(work)
-                    if self._groups:
+                self._between_steps(work)
+                if self._groups:
+                    with self._engine_linears():
                         self._step()
             except BaseException as exc:  # never let the worker die: the next request must still be served
                 logger.exception("model worker: unexpected failure")
@@ -110,7 +110,8 @@ class DecodeWorker:
         self._stats.running(len(self._groups), len(self._groups.batches))
 
     def _engine_linears(self) -> contextlib.AbstractContextManager:
-        """The engine's own forward passes take the packed multi-row linears, where there are some."""
+        """Decode steps and prompt chunks take the packed multi-row linears, where there are some (scoring
+        and setting newcomers up do not: their results are the library's own)."""
         return contextlib.nullcontext() if self._packed_linears is None else self._packed_linears.engaged()
 
     def _between_steps(self, work: Work) -> None:
@@ -127,7 +128,8 @@ class DecodeWorker:
             self._admitting = []
         # Setting newcomers up (their images) already took a slot's worth of time: their prompts wait a step.
         if not (self._groups and self._pacing.took_a_slot(admitted_s)):
-            self._read_prompts()
+            with self._engine_linears():
+                self._read_prompts()
         self._drop_finished_rows()
 
     @contextlib.contextmanager

@@ -63,12 +63,21 @@ def test_multi_row_calls_take_the_packed_route_only_while_engaged_on_that_thread
         assert torch.equal(head(rows), outside)  # after the block, F.linear again
 
 
-def test_packing_stops_at_its_memory_budget(loaded) -> None:
-    nothing = PackedLinears(loaded.model, budget_bytes=0)
+def test_packing_stops_at_its_memory_budget(tiny_checkpoint, packed_calls) -> None:
+    model = load_model(LoadOptions(model_id=str(tiny_checkpoint), dtype="float32", device_map=None)).model
+    nothing = PackedLinears(model, budget_bytes=0)
     assert len(nothing) == 0 and nothing.bytes == 0
-    first = loaded.model.model.layers[0].self_attn.q_proj.weight
-    one = PackedLinears(loaded.model, budget_bytes=first.numel() * first.element_size())
+    first = model.model.layers[0].self_attn.q_proj
+    one = PackedLinears(model, budget_bytes=first.weight.numel() * first.weight.element_size())
     assert len(one) == 1
+    rows = torch.randn(4, first.in_features)
+    later = model.model.layers[-1].mlp.down_proj
+    wide = torch.randn(4, later.in_features)
+    with torch.inference_mode(), one.engaged():
+        assert torch.allclose(first(rows), F.linear(rows, first.weight), atol=1e-5, rtol=1e-5)
+        assert packed_calls == [(4, first.in_features)]  # the packed route
+        assert torch.equal(later(wide), F.linear(wide, later.weight))  # beyond the budget: F.linear
+        assert len(packed_calls) == 1
 
 
 def _ask(text: str, rgb: tuple[int, int, int] | None = None) -> Conversation:
