@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 MEMORY_SHARE = 0.25
 _ATTRIBUTE = "_engine_packed_linears"
 _BATCH_HINT = 8  # oneDNN picks the packed layout for inputs of about this many rows
+_MAKING = threading.Lock()  # the workers of several services of one model start at once
 
 
 class PackedLinears:
@@ -78,13 +79,14 @@ class PackedLinears:
 
 def packed_linears_for(model: torch.nn.Module) -> PackedLinears | None:
     """The model's packed linears (made once, shared by every service of the model); None where unusable."""
-    existing = getattr(model, _ATTRIBUTE, None)
-    if existing is not None:
-        return existing
-    if not available() or not any(True for _ in _text_path_linears(model)):
-        return None
-    packed = PackedLinears(model, int(available_memory() * MEMORY_SHARE))
-    setattr(model, _ATTRIBUTE, packed)
+    with _MAKING:
+        existing = getattr(model, _ATTRIBUTE, None)
+        if existing is not None:
+            return existing
+        if not available() or not any(True for _ in _text_path_linears(model)):
+            return None
+        packed = PackedLinears(model, int(available_memory() * MEMORY_SHARE))
+        setattr(model, _ATTRIBUTE, packed)
     logger.info("packed linears: %d modules, %d MiB", len(packed), packed.bytes // 2**20)
     return packed
 

@@ -22,7 +22,6 @@ from model.backend import BackendHealth
 from model.errors import PromptTooLong, ServiceStopped
 from model.image_features import ImageFeatureCache
 from model.loaded import LoadedModel
-from model.packed_linears import packed_linears_for
 from model.prefix_cache import PrefixCache, prefix_cache_budget
 from model.prompt import PromptBuilder
 from model.requests import GenerationRequest, ScoringJob
@@ -122,7 +121,7 @@ class ModelService:
             image_cache=self._image_cache,
             prefix_cache=self._make_prefix_cache(),
             prefill_chunk_tokens=self._prefill_chunk_tokens,
-            packed_linears=packed_linears_for(self._loaded.model) if self._cpu_packed_linears else None,
+            pack_linears=self._cpu_packed_linears,
         )
         self._thread = threading.Thread(target=worker.run, name="model-worker", daemon=True)
         self._thread.start()

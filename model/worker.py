@@ -37,7 +37,7 @@ from model.generation import StepEvent, deliver
 from model.image_features import ImageFeatureCache, image_latents_for
 from model.length_groups import LengthGroups
 from model.loaded import LoadedModel
-from model.packed_linears import PackedLinears
+from model.packed_linears import PackedLinears, packed_linears_for
 from model.prefill import Prefill, advance, finish_prefill, prefill_together, prompt_kv, start_prefill
 from model.prefix_cache import PrefixCache
 from model.requests import GenerationRequest
@@ -62,7 +62,7 @@ class DecodeWorker:
         image_cache: ImageFeatureCache | None,
         prefix_cache: PrefixCache | None = None,
         prefill_chunk_tokens: int = 0,
-        packed_linears: PackedLinears | None = None,
+        pack_linears: bool = False,
     ) -> None:
         self._loaded = loaded
         self._queue = queue
@@ -72,7 +72,8 @@ class DecodeWorker:
         self._image_cache = image_cache
         self._prefix_cache = prefix_cache
         self._pacing = ChunkPacing(prefill_chunk_tokens)
-        self._packed_linears = packed_linears
+        self._pack_linears = pack_linears
+        self._packed_linears: PackedLinears | None = None  # made on the worker's thread, in run()
         self._groups = LengthGroups()  # the running rows, in batches of similar cached length
         self._prefills: list[Prefill] = []  # newcomers whose prompts are being read, oldest first
         self._admitting: list[GenerationRequest] = []
@@ -81,6 +82,11 @@ class DecodeWorker:
         self._pending_stores: list[tuple[tuple[int, ...], tuple, list]] = []
 
     def run(self) -> None:
+        if self._pack_linears:  # packing a big model's weights takes a while: not on the event loop
+            try:
+                self._packed_linears = packed_linears_for(self._loaded.model)
+            except Exception:  # never let the worker die: F.linear serves as well, more slowly
+                logger.warning("could not pack the linears; the model's own are used", exc_info=True)
         while True:
             idle = not self._groups and not self._prefills
             work = self._queue.next_work(idle=idle, room=self._room())

@@ -108,6 +108,7 @@ async def test_greedy_answers_are_the_same_with_packed_linears_on_and_off(loaded
         _ask("Why"),
         _ask("please read all of this carefully before you answer " * 12),
     ]
+    packed_linears_for(loaded.model)  # made (and its ops probed) before counting
     answers = {}
     for packed in (False, True):
         service = ModelService(loaded, cpu_packed_linears=packed, prefix_cache_bytes=0, prefill_chunk_tokens=32)
