@@ -59,6 +59,7 @@ def backend_options(settings: Settings) -> BackendOptions:
         max_images=settings.max_images_in_prompt,
         prefix_cache_bytes=settings.prefix_cache_bytes,
         prefill_chunk_tokens=settings.prefill_chunk_tokens,
+        cpu_packed_linears=settings.cpu_packed_linears,
         tgi_urls=settings.tgi_urls,
     )
 

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     prefix_cache_bytes: int | None = Field(default=None, ge=0)
     # Most prompt tokens prefilled between two decode steps (0: a whole prompt at once).
     prefill_chunk_tokens: int = Field(default=256, ge=0)
+    cpu_packed_linears: bool = True
     prompt_preamble: str = "default"
     modes_dir: Path | None = None
     story_temperature: float = Field(default=0.9, gt=0, le=2)

@@ -37,6 +37,7 @@ class BackendOptions:
     max_images: int = 4
     prefix_cache_bytes: int | None = None  # local only: None = from free memory, 0 = off
     prefill_chunk_tokens: int = 256  # local only: 0 = whole prompts at once
+    cpu_packed_linears: bool = True  # local only: multi-row linears through oneDNN on CPU float32
     tgi_urls: tuple[str, ...] = ()
     tgi_retry: RetryPolicy = RetryPolicy()  # tgi only: the waits while every server is overloaded
     tgi_health_interval_s: float = 5.0  # tgi only: how often each server's /health is checked
@@ -84,6 +85,7 @@ async def _local_backend(options: BackendOptions) -> ModelBackend:
         max_images=options.max_images,
         prefix_cache_bytes=options.prefix_cache_bytes,
         prefill_chunk_tokens=options.prefill_chunk_tokens,
+        cpu_packed_linears=options.cpu_packed_linears,
     )
 
 

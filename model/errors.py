@@ -27,3 +27,19 @@ class ServiceStopped(ModelError):
 
 class PreambleError(ModelError):
     """A preamble (mode) file or name could not be used: unknown name, missing file, bad TOML or image."""
+
+
+# What the model worker tells a person whose request failed (the cause stays for the logs).
+BAD_IMAGE = "One of the images could not be read. Please send it again, or as a JPEG or PNG photo."
+OUT_OF_MEMORY = (
+    "The model ran out of memory while answering, even on its own. Please try again with fewer images "
+    "or after starting a new conversation."
+)
+SOMETHING_WENT_WRONG = "Something went wrong while the model was writing this answer. Please try again."
+
+
+def failure(message: str, cause: BaseException) -> GenerationFailed:
+    """A user-facing error that keeps the technical cause for the logs."""
+    error = GenerationFailed(message)
+    error.__cause__ = cause
+    return error

@@ -56,6 +56,7 @@ class ModelService:
         image_cache_size: int = 32,
         prefix_cache_bytes: int | None = None,
         prefill_chunk_tokens: int = 256,
+        cpu_packed_linears: bool = True,
     ) -> None:
         self._loaded = loaded
         self._builder = PromptBuilder(loaded, max_images)
@@ -71,6 +72,8 @@ class ModelService:
         self._prefix_cache_bytes = prefix_cache_bytes
         # Most prompt tokens prefilled between two decode steps; 0 prefills a whole prompt at once.
         self._prefill_chunk_tokens = max(0, prefill_chunk_tokens)
+        # Multi-row linears of the engine on CPU float32 through oneDNN, weights packed once.
+        self._cpu_packed_linears = cpu_packed_linears
 
     @property
     def loaded(self) -> LoadedModel:
@@ -88,6 +91,10 @@ class ModelService:
     @property
     def prefill_chunk_tokens(self) -> int:
         return self._prefill_chunk_tokens
+
+    @property
+    def cpu_packed_linears(self) -> bool:
+        return self._cpu_packed_linears
 
     @property
     def running(self) -> bool:
@@ -114,6 +121,7 @@ class ModelService:
             image_cache=self._image_cache,
             prefix_cache=self._make_prefix_cache(),
             prefill_chunk_tokens=self._prefill_chunk_tokens,
+            pack_linears=self._cpu_packed_linears,
         )
         self._thread = threading.Thread(target=worker.run, name="model-worker", daemon=True)
         self._thread.start()

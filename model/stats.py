@@ -23,6 +23,8 @@ class ServiceStats:
     image_cache_misses: int = 0
     steps: int = 0  # decode steps (one forward pass each) over the running batch
     running_rows: int = 0  # rows in the running batch now (finished and cancelled rows leave it)
+    running_groups: int = 0  # batches of similar length those rows are in (model/length_groups.py)
+    most_groups: int = 0  # the most such batches at once
     prompt_tokens_reused: int = 0  # prompt tokens whose KV came from the prefix cache
     prompt_tokens_computed: int = 0  # prompt tokens prefilled (not found in the prefix cache)
     prefix_cache_bytes_used: int = 0  # what the prefix cache holds now
@@ -64,9 +66,11 @@ class StatsRecorder:
             totals[name] = totals.get(name, 0.0) + seconds
             worst[name] = max(worst.get(name, 0.0), seconds)
 
-    def running(self, rows: int) -> None:
+    def running(self, rows: int, groups: int = 0) -> None:
         with self._lock:
             self._stats.running_rows = rows
+            self._stats.running_groups = groups
+            self._stats.most_groups = max(self._stats.most_groups, groups)
 
     def stepped(self) -> None:
         with self._lock:

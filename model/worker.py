@@ -1,18 +1,20 @@
 """The model worker's loop: continuous batching, one decode step at a time, on its own thread.
 
-Between two steps the worker (1) runs a waiting scoring job, if any (one forward pass), (2) sets newly
-arrived requests up for prefill (model/prefill.py: their image states once, and the KV of their
+Between two steps the worker (1) runs a waiting scoring job, if any (model/scoring_job.py), (2) sets
+newly arrived requests up for prefill (model/prefill.py: their image states once, and the KV of their
 longest cached prefix), up to the batch limit, (3) reads their prompts, at most `prefill_chunk_tokens`
-tokens per step while rows are running, and no more than takes about CHUNK_STEPS decode steps' time
-(all at once otherwise) and joins each finished one to the
-running batch, (4) drops rows that finished or whose reader went away (keeping their KV in the prefix
-cache for the conversation's next turn), and (5) runs one step for every row left (model/decoding.py).
-Steps return per-request events, which the worker delivers. A request that arrives while a long answer
-is being written therefore starts within a step or a few instead of after the whole answer, a long
-newcomer does not stall the rows that are streaming, and a finished row stops costing compute.
+tokens per tick while rows are running, and no more than takes about 1.5 ticks' time (all at once
+otherwise; model/chunk_pacing.py), and joins each finished one to the running group of about its
+length, or makes it a group of its own (model/length_groups.py), (4) drops rows that finished or
+whose reader went away (keeping their KV in the prefix cache for the conversation's next turn), and
+(5) runs one decode step of every group (model/decoding.py): a tick. Steps return per-request events, which the worker
+delivers. A request that arrives while a long answer is being written therefore starts within a step or
+a few instead of after the whole answer, a long newcomer neither stalls nor pads the rows that are
+streaming, and a finished row stops costing compute. Decode steps and prompt chunks take the packed
+multi-row linears where there are some (model/packed_linears.py).
 
 Failures stay with the requests they hit: a broken image fails its own request before any prefill; a
-failing prefill touches only its newcomer; a failing step ends the running batch. Requests that have
+failing prefill touches only its newcomer; a failing step ends its group. Requests that have
 not shown any text yet are put back at the front of the queue (so no reader ever sees text twice):
 after CUDA out-of-memory with a lower batch limit (half the rows; back to the maximum once the batch
 drains), after any other error to be retried alone. A request that fails alone is answered with an error.
@@ -28,27 +30,23 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from model.batch import prepare_prompt
+from model.chunk_pacing import ChunkPacing
 from model.decoding import DecodeRow, RunningBatch, concatenate, filter_rows, new_row, step
-from model.errors import GenerationFailed
+from model.errors import BAD_IMAGE, OUT_OF_MEMORY, SOMETHING_WENT_WRONG, failure
 from model.generation import StepEvent, deliver
 from model.image_features import ImageFeatureCache, image_latents_for
+from model.length_groups import LengthGroups
 from model.loaded import LoadedModel
+from model.packed_linears import PackedLinears, packed_linears_for
 from model.prefill import Prefill, advance, finish_prefill, prefill_together, prompt_kv, start_prefill
 from model.prefix_cache import PrefixCache
-from model.requests import GenerationRequest, ScoringJob
-from model.scoring import score_continuations
+from model.requests import GenerationRequest
+from model.scoring_job import run_scoring_job
 from model.stats import StatsRecorder
 from model.types import FinishReason
 from model.work_queue import Work, WorkQueue
 
 logger = logging.getLogger(__name__)
-
-# While rows stream, a prompt chunk may also take at most about this many decode steps' time (measured
-# as the worker runs): on a CPU a token of prefill costs nearly what a whole decode step does, so
-# PREFILL_CHUNK_TOKENS alone would still stall the running rows; on a GPU the token cap is what binds.
-CHUNK_STEPS = 1.5
-MIN_CHUNK_TOKENS = 16
-_SMOOTHING = 0.2
 
 
 class DecodeWorker:
@@ -64,6 +62,7 @@ class DecodeWorker:
         image_cache: ImageFeatureCache | None,
         prefix_cache: PrefixCache | None = None,
         prefill_chunk_tokens: int = 0,
+        pack_linears: bool = False,
     ) -> None:
         self._loaded = loaded
         self._queue = queue
@@ -72,10 +71,10 @@ class DecodeWorker:
         self._limit = max_batch_size  # lowered after out-of-memory until the running batch drains
         self._image_cache = image_cache
         self._prefix_cache = prefix_cache
-        self._chunk = prefill_chunk_tokens
-        self._step_s: float | None = None  # smoothed time of one decode step
-        self._token_s: float | None = None  # smoothed prefill time per prompt token
-        self._batch: RunningBatch | None = None
+        self._pacing = ChunkPacing(prefill_chunk_tokens)
+        self._pack_linears = pack_linears
+        self._packed_linears: PackedLinears | None = None  # made on the worker's thread, in run()
+        self._groups = LengthGroups()  # the running rows, in batches of similar cached length
         self._prefills: list[Prefill] = []  # newcomers whose prompts are being read, oldest first
         self._admitting: list[GenerationRequest] = []
         # Newcomers' prompt KV not yet in the prefix cache: stored in the next slot between two steps,
@@ -83,16 +82,22 @@ class DecodeWorker:
         self._pending_stores: list[tuple[tuple[int, ...], tuple, list]] = []
 
     def run(self) -> None:
+        if self._pack_linears:  # packing a big model's weights takes a while: not on the event loop
+            try:
+                self._packed_linears = packed_linears_for(self._loaded.model)
+            except Exception:  # never let the worker die: F.linear serves as well, more slowly
+                logger.warning("could not pack the linears; the model's own are used", exc_info=True)
         while True:
-            idle = self._batch is None and not self._prefills
+            idle = not self._groups and not self._prefills
             work = self._queue.next_work(idle=idle, room=self._room())
             if work is None:
                 self._end_running(FinishReason.CANCELLED)
                 return
             try:
                 self._between_steps(work)
-                if self._batch is not None:
-                    self._step()
+                if self._groups:
+                    with self._engine_linears():
+                        self._step()
             except BaseException as exc:  # never let the worker die: the next request must still be served
                 logger.exception("model worker: unexpected failure")
                 self._fail_everything_in_flight(exc)
@@ -104,12 +109,20 @@ class DecodeWorker:
         return max(0, self._limit - len(rows))
 
     def _rows_in_flight(self) -> list[DecodeRow]:
-        """Every row the worker holds: those still reading their prompt, then the running batch's."""
-        return [job.row for job in self._prefills] + (self._batch.rows if self._batch is not None else [])
+        """Every row the worker holds: those still reading their prompt, then the running groups'."""
+        return [job.row for job in self._prefills] + self._groups.rows
+
+    def _report_running(self) -> None:
+        self._stats.running(len(self._groups), len(self._groups.batches))
+
+    def _engine_linears(self) -> contextlib.AbstractContextManager:
+        """Decode steps and prompt chunks take the packed multi-row linears, where there are some (scoring
+        and setting newcomers up do not: their results are the library's own)."""
+        return contextlib.nullcontext() if self._packed_linears is None else self._packed_linears.engaged()
 
     def _between_steps(self, work: Work) -> None:
         if work.scoring is not None:
-            self._run_scoring(work.scoring)
+            run_scoring_job(self._loaded, work.scoring, self._max_batch_size)
         self._store_pending()
         admitted_s = 0.0
         if work.requests:
@@ -120,8 +133,9 @@ class DecodeWorker:
             admitted_s = time.perf_counter() - started
             self._admitting = []
         # Setting newcomers up (their images) already took a slot's worth of time: their prompts wait a step.
-        if not (self._batch is not None and self._step_s and admitted_s > CHUNK_STEPS * self._step_s):
-            self._read_prompts()
+        if not (self._groups and self._pacing.took_a_slot(admitted_s)):
+            with self._engine_linears():
+                self._read_prompts()
         self._drop_finished_rows()
 
     @contextlib.contextmanager
@@ -168,7 +182,7 @@ class DecodeWorker:
 
     def _read_prompts(self) -> None:
         """Prefill the newcomers, within the chunk budget while rows are streaming; join finished ones."""
-        budget = self._chunk_budget() if self._chunk > 0 and self._batch is not None else None
+        budget = self._pacing.budget() if self._pacing.chunk_tokens > 0 and self._groups else None
         if budget is None:
             self._read_together([job for job in self._prefills if job.done == 0 and not job.row.sink.cancelled])
         for job in list(self._prefills):
@@ -182,8 +196,7 @@ class DecodeWorker:
                 started = time.perf_counter()
                 with self._phase("prefill"):
                     used = advance(self._loaded.model, job, budget)
-                if used >= MIN_CHUNK_TOKENS:
-                    self._token_s = _smoothed(self._token_s, (time.perf_counter() - started) / used)
+                self._pacing.read(used, time.perf_counter() - started)
             except Exception as exc:
                 self._prefills.remove(job)
                 self._prefill_failed(job.row.sink, exc, len(self._rows_in_flight()))
@@ -204,7 +217,7 @@ class DecodeWorker:
             with self._phase("prefill"):
                 newcomers, events = prefill_together(self._loaded.model, jobs)
         except Exception as exc:
-            running = 0 if self._batch is None else len(self._batch)
+            running = len(self._groups)
             logger.warning("reading %d prompts together failed: %s", len(jobs), exc, exc_info=True)
             self._recover([job.row.sink for job in jobs], exc, batch_size=running + len(jobs))
             return
@@ -214,15 +227,6 @@ class DecodeWorker:
             self._stats.prefilled(0, job.length, self._cache_bytes())
         self._deliver(events)
         self._join(newcomers)
-
-    def _chunk_budget(self) -> int:
-        """PREFILL_CHUNK_TOKENS, or fewer where that many would take longer than CHUNK_STEPS steps."""
-        if self._step_s is None:
-            return self._chunk
-        if not self._token_s:  # not measured yet: a small first chunk, to measure
-            return min(self._chunk, 2 * MIN_CHUNK_TOKENS)
-        affordable = int(CHUNK_STEPS * self._step_s / self._token_s)
-        return max(MIN_CHUNK_TOKENS, min(self._chunk, affordable))
 
     def _prefilled(self, job: Prefill) -> None:
         if self._prefix_cache is not None:  # by the next step: a chat arriving then shares the preamble
@@ -241,21 +245,23 @@ class DecodeWorker:
             self._recover([request], exc, batch_size=1)
 
     def _join(self, newcomers: RunningBatch) -> None:
-        if self._batch is None:
-            self._batch = newcomers
+        """Newcomers join the group of about their length, or start their own (model/length_groups.py)."""
+        group = self._groups.group_for(newcomers)
+        if group is None:
+            self._groups.add(newcomers)
         else:
             try:
                 with self._phase("join"):
-                    self._batch = concatenate(self._batch, newcomers)
+                    self._groups.replace(group, concatenate(group, newcomers))
             except Exception as exc:  # a half-joined cache is unusable: every row starts again or fails
-                logger.warning("joining %d rows to %d failed: %s", len(newcomers), len(self._batch), exc)
+                logger.warning("joining %d rows to %d failed: %s", len(newcomers), len(group), exc)
                 # `concatenate` may have moved the newcomers' rows over already: each request once.
-                requests = list(dict.fromkeys(row.sink for row in self._batch.rows + newcomers.rows))
-                self._batch = None
-                self._stats.running(0)
+                requests = list(dict.fromkeys(row.sink for row in group.rows + newcomers.rows))
+                self._groups.remove(group)
+                self._report_running()
                 self._recover(requests, exc, batch_size=len(requests))
                 return
-        self._stats.running(len(self._batch))
+        self._report_running()
 
     def _prepare(self, request: GenerationRequest) -> bool:
         if request.cancelled:
@@ -267,7 +273,7 @@ class DecodeWorker:
             request.prepared = prepare_prompt(self._loaded, request.prompt.input_ids, request.prompt.images)
         except Exception as exc:
             logger.warning("could not prepare a prompt's images: %s", exc, exc_info=True)
-            request.fail(_failure(_BAD_IMAGE, exc))
+            request.fail(failure(BAD_IMAGE, exc))
             return False
         return True
 
@@ -286,54 +292,71 @@ class DecodeWorker:
                 deliver(event)
 
     def _drop_finished_rows(self) -> None:
-        if self._batch is None:
-            return
-        self._deliver(row.output.finish(FinishReason.CANCELLED) for row in self._batch.rows if row.sink.cancelled)
-        keep = [index for index, row in enumerate(self._batch.rows) if not row.finished]
-        if len(keep) < len(self._batch):
-            with self._phase("cache_store"):
-                self._keep_answers(index for index in range(len(self._batch)) if index not in keep)
-        with self._phase("leave"):
-            self._batch = filter_rows(self._batch, keep)
-        self._stats.running(0 if self._batch is None else len(self._batch))
-        if self._batch is None and not self._prefills:
+        for group in self._groups:
+            self._deliver(row.output.finish(FinishReason.CANCELLED) for row in group.rows if row.sink.cancelled)
+            keep = [index for index, row in enumerate(group.rows) if not row.finished]
+            if len(keep) < len(group):
+                with self._phase("cache_store"):
+                    self._keep_answers(group, (index for index in range(len(group)) if index not in keep))
+            with self._phase("leave"):
+                self._groups.replace(group, filter_rows(group, keep))
+        self._merge_groups()
+        self._report_running()
+        if not self._groups and not self._prefills:
             self._limit = self._max_batch_size
 
-    def _keep_answers(self, indexes: Iterable[int]) -> None:
+    def _merge_groups(self) -> None:
+        try:
+            with self._phase("join"):
+                self._groups.merge_close()
+        except Exception as exc:  # a half-merged cache is unusable: every running row starts again or fails
+            logger.warning("merging running groups failed: %s", exc)
+            requests = list(dict.fromkeys(row.sink for group in self._groups.clear() for row in group.rows))
+            self._recover(requests, exc, batch_size=len(requests))
+
+    def _keep_answers(self, group: RunningBatch, indexes: Iterable[int]) -> None:
         """Leaving rows' prompt and answer KV go to the prefix cache: the conversation's next turn starts so."""
         if self._prefix_cache is None:
             return
         for index in indexes:
-            row = self._batch.rows[index]
-            kv = self._batch.row_kv(index)
+            row = group.rows[index]
+            kv = group.row_kv(index)
             ids = row.ids_in_cache
             if kv and kv[0][0].shape[1] == len(ids):
                 self._prefix_cache.store(ids, row.image_keys, self._image_token, kv)
         self._stats.prefix_cache_size(self._cache_bytes())
 
     def _step(self) -> None:
-        batch = self._batch
-        try:
-            started = time.perf_counter()
-            events = step(self._loaded.model, batch)  # reads the chosen tokens: the time is the real one
-            self._step_s = _smoothed(self._step_s, time.perf_counter() - started)
+        """One tick: a decode step of every group, each one's events delivered as soon as it has them."""
+        started = time.perf_counter()
+        stepped = False
+        for group in self._groups:
+            stepped = self._step_group(group) or stepped
+        if stepped:  # (after a failed step the lowered limit must stay until the retries have run)
+            self._pacing.ticked(time.perf_counter() - started)
             self._stats.phase("step", time.perf_counter() - started)
-        except torch.cuda.OutOfMemoryError as exc:
-            logger.warning("out of memory in a step of %d rows; retrying with fewer", len(batch))
-            self._abandon_batch(exc)
-        except Exception as exc:
-            logger.warning("a step of %d rows failed: %s", len(batch), exc, exc_info=True)
-            self._abandon_batch(exc)
-        else:
-            self._stats.stepped()
-            self._deliver(events)
             # Rows leave as soon as they finish, so the next newcomers' room and batch size are right.
             self._drop_finished_rows()
 
-    def _abandon_batch(self, exc: BaseException) -> None:
-        batch, self._batch = self._batch, None
-        self._stats.running(0)
-        self._recover([row.sink for row in batch.rows], exc, batch_size=len(batch))
+    def _step_group(self, group: RunningBatch) -> bool:
+        try:
+            events = step(self._loaded.model, group)  # reads the chosen tokens: the time is the real one
+        except torch.cuda.OutOfMemoryError as exc:
+            logger.warning("out of memory in a step of %d rows; retrying with fewer", len(group))
+            self._abandon_group(group, exc, batch_size=len(self._groups))
+            return False
+        except Exception as exc:
+            logger.warning("a step of %d rows failed: %s", len(group), exc, exc_info=True)
+            self._abandon_group(group, exc, batch_size=len(group))
+            return False
+        self._stats.stepped()
+        self._deliver(events)
+        return True
+
+    def _abandon_group(self, group: RunningBatch, exc: BaseException, *, batch_size: int) -> None:
+        self._groups.remove(group)
+        self._report_running()
+        self._recover([row.sink for row in group.rows], exc, batch_size=batch_size)
 
     def _recover(self, requests: list[GenerationRequest], exc: BaseException, *, batch_size: int) -> None:
         """Fail what cannot be retried; put the rest back in line, smaller (out of memory) or alone."""
@@ -347,7 +370,7 @@ class DecodeWorker:
             if request.cancelled:
                 request.finish_without_running(FinishReason.CANCELLED)
             elif batch_size == 1 or request.shown_text or request.solo:
-                request.fail(_failure(_OUT_OF_MEMORY if out_of_memory else _SOMETHING_WENT_WRONG, exc))
+                request.fail(failure(OUT_OF_MEMORY if out_of_memory else SOMETHING_WENT_WRONG, exc))
             else:
                 retry.append(request)
         if not retry:
@@ -360,72 +383,20 @@ class DecodeWorker:
         self._queue.put_back(retry)
 
     def _end_running(self, reason: FinishReason) -> None:
-        if self._batch is not None:
-            self._deliver(row.output.finish(reason) for row in self._batch.rows)
+        self._deliver(row.output.finish(reason) for row in self._groups.rows)
         for job in self._prefills:
             job.row.sink.finish_without_running(reason)
-        self._batch = None
+        self._groups.clear()
         self._prefills = []
         self._stats.running(0)
 
     def _fail_everything_in_flight(self, exc: BaseException) -> None:
-        requests = [row.sink for row in self._batch.rows] if self._batch is not None else []
+        requests = [row.sink for row in self._groups.rows]
         requests += [job.row.sink for job in self._prefills]
         for request in requests + self._admitting:
-            request.fail(_failure(_SOMETHING_WENT_WRONG, exc))
-        self._batch = None
+            request.fail(failure(SOMETHING_WENT_WRONG, exc))
+        self._groups.clear()
         self._prefills = []
         self._admitting = []
         self._stats.running(0)
 
-    # --- scoring ------------------------------------------------------------------------------------
-
-    def _run_scoring(self, job: ScoringJob) -> None:
-        if job.cancelled:
-            return
-        try:
-            prepared = prepare_prompt(self._loaded, job.prompt.input_ids, job.prompt.images)
-        except Exception as exc:
-            logger.warning("could not prepare a prompt's images: %s", exc, exc_info=True)
-            job.fail(_failure(_BAD_IMAGE, exc))
-            return
-        chunk = self._max_batch_size
-        while True:
-            try:
-                scores = score_continuations(
-                    self._loaded, prepared, job.continuations, job.options, max_batch_size=chunk
-                )
-            except torch.cuda.OutOfMemoryError as exc:
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                if chunk == 1:
-                    job.fail(_failure(_OUT_OF_MEMORY, exc))
-                    return
-                chunk = max(1, chunk // 2)
-                logger.warning("out of memory while scoring; retrying %d options at a time", chunk)
-            except Exception as exc:
-                logger.warning("scoring failed: %s", exc, exc_info=True)
-                job.fail(_failure(_SOMETHING_WENT_WRONG, exc))
-                return
-            else:
-                job.succeed(scores)
-                return
-
-
-_BAD_IMAGE = "One of the images could not be read. Please send it again, or as a JPEG or PNG photo."
-_OUT_OF_MEMORY = (
-    "The model ran out of memory while answering, even on its own. Please try again with fewer images "
-    "or after starting a new conversation."
-)
-_SOMETHING_WENT_WRONG = "Something went wrong while the model was writing this answer. Please try again."
-
-
-def _smoothed(average: float | None, sample: float) -> float:
-    return sample if average is None else average + _SMOOTHING * (sample - average)
-
-
-def _failure(message: str, cause: BaseException) -> GenerationFailed:
-    """A user-facing error that keeps the technical cause for the logs."""
-    error = GenerationFailed(message)
-    error.__cause__ = cause
-    return error

@@ -50,6 +50,7 @@ async def test_local_backend_loads_the_checkpoint(tiny_checkpoint):
     backend = await create_backend(BackendOptions(kind="local", model_id=str(tiny_checkpoint), dtype="float32"))
     assert isinstance(backend, ModelService)
     assert (backend.prefix_cache_bytes, backend.prefill_chunk_tokens) == (None, 256)  # the defaults
+    assert backend.cpu_packed_linears
 
 
 async def test_the_engine_settings_reach_the_local_service(tiny_checkpoint, monkeypatch):
@@ -58,9 +59,11 @@ async def test_the_engine_settings_reach_the_local_service(tiny_checkpoint, monk
 
     monkeypatch.setenv("PREFIX_CACHE_BYTES", "1048576")
     monkeypatch.setenv("PREFILL_CHUNK_TOKENS", "0")
+    monkeypatch.setenv("CPU_PACKED_LINEARS", "false")
     settings = Settings(_env_file=None, model_id=str(tiny_checkpoint), model_dtype="float32")
     backend = await create_backend(backend_options(settings))
     assert (backend.prefix_cache_bytes, backend.prefill_chunk_tokens) == (1048576, 0)
+    assert not backend.cpu_packed_linears
     monkeypatch.setenv("PREFIX_CACHE_BYTES", "")
     assert Settings(_env_file=None).prefix_cache_bytes is None  # empty: sized automatically
 
