@@ -62,10 +62,16 @@ PLAIN_ANSWER = AnswerOptions()
 
 
 async def answer_message(
-    runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage, options: AnswerOptions = PLAIN_ANSWER
+    runtime: BotRuntime,
+    outbox: Outbox,
+    incoming: IncomingMessage,
+    options: AnswerOptions = PLAIN_ANSWER,
+    *,
+    ends_the_work: bool = False,
 ) -> None:
     """Store the message as a user turn, then answer it (or apologise for what went wrong).
-    "typing…" shows at once, while the image is still being fetched."""
+    "typing…" shows at once, while the image is still being fetched. `ends_the_work`: nothing
+    follows the answer in the request's work (see `generate_answer`)."""
     delivery = _answer_delivery(runtime, outbox, incoming.target)
     typing = asyncio.create_task(show_typing(delivery), name="typing-on-receipt")
     try:
@@ -73,7 +79,7 @@ async def answer_message(
         if question is not None:
             await generate_answer(
                 runtime, outbox, question.conversation_id, incoming.target, options,
-                delivery=delivery, history=question.history,
+                delivery=delivery, history=question.history, ends_the_work=ends_the_work,
             )
     finally:
         if not typing.done():
@@ -152,10 +158,12 @@ async def generate_answer(
     *,
     delivery: Delivery | None = None,
     history: list[StoredTurn] | None = None,
+    ends_the_work: bool = False,
 ) -> bool:
     """Answer the newest user turn of a conversation; False if there was nothing to answer.
     `delivery`: the answer's way into the chat, if one was made for it already (to show "typing…");
-    `history`: the conversation's turns, if just read."""
+    `history`: the conversation's turns, if just read; `ends_the_work`: nothing follows the answer
+    in the request's work, so the answer's close also marks the request done (`assistant_turn`)."""
     store = runtime.store
     if history is None:
         history = await store.history(conversation_id)
@@ -169,7 +177,9 @@ async def generate_answer(
     )
     conversation = replace(conversation, preamble=preamble)
     delivery = delivery or _answer_delivery(runtime, outbox, target)
-    async with assistant_turn(runtime, outbox, conversation_id, delivery, opened=turn) as outcome:
+    async with assistant_turn(
+        runtime, outbox, conversation_id, delivery, opened=turn, ends_the_work=ends_the_work
+    ) as outcome:
         async with AnswerPreview(delivery) as preview:
             shape = options.shape_text or _as_written
             await _write(runtime.model, conversation, params, shape, preview, outcome)
@@ -232,9 +242,13 @@ async def assistant_turn(
     delivery: Delivery | None = None,
     *,
     opened: StoredTurn | None = None,
+    ends_the_work: bool = False,
 ) -> AsyncIterator[AnswerOutcome]:
     """Open the answer's turn (unless `opened` already); whatever happens inside, record how it
-    ended, even when cancelled. The messages `delivery` creates are linked to the turn as they appear."""
+    ended, even when cancelled. The messages `delivery` creates are linked to the turn as they appear.
+    `ends_the_work`: the request's work ends with this answer, so when the answer ended without a
+    cancel or an error and no reply waits for Telegram, its close also marks the request done
+    (`Outbox.done`): one transaction, and the request is never done without its answer recorded."""
     turn = opened or await runtime.store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id)
     outcome = AnswerOutcome(turn_id=turn.id)
     if delivery is not None:
@@ -245,15 +259,18 @@ async def assistant_turn(
             linking.add_done_callback(outcome.links.discard)
 
         delivery.on_new_message = link
+    ended = False
     try:
         yield outcome
+        ended = True
     except asyncio.CancelledError:  # cancelled while delivering: a finished answer stays finished
         if outcome.status is not TurnStatus.COMPLETE:
             outcome.status, outcome.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
         raise
     finally:  # also after an unexpected error: the turn must not stay pending
         runtime.metrics.answer_finished(outcome.recorded_status(), outcome.error, outcome.result, outcome.busy_waits)
-        recording = asyncio.ensure_future(_record(runtime, turn.id, outcome))
+        finishing = ends_the_work and ended and outcome.cancel_reason is None
+        recording = asyncio.ensure_future(_record(runtime, turn.id, outcome, outbox if finishing else None))
         try:
             await asyncio.shield(recording)
         except asyncio.CancelledError:  # a cancel arriving meanwhile (shutdown) waits for the write
@@ -269,10 +286,12 @@ async def _link_preview(runtime: BotRuntime, turn_id: int, message_id: int) -> N
         log.warning("could not link message %s to answer %s: %s", message_id, turn_id, error)
 
 
-async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> None:
+async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome, finishing: Outbox | None) -> None:
+    """Close the turn; with `finishing`, also mark its request done unless a reply waits for Telegram."""
     if outcome.links:
         await asyncio.wait(list(outcome.links))
     result = outcome.result
+    request_id = None if finishing is None or finishing.postponed else finishing.request_id
     await runtime.store.close_assistant_turn(
         turn_id,
         outcome.recorded_status(),
@@ -283,7 +302,10 @@ async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> 
         time_to_first_token_s=result.time_to_first_token_s if result else None,
         total_s=result.total_s if result else None,
         message_ids=outcome.message_ids,
+        finishes_request=request_id,
     )
+    if request_id is not None and finishing is not None:
+        finishing.done = True
 
 
 async def _write(

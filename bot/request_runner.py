@@ -11,7 +11,8 @@ In this order, for the oldest waiting request of a conversation this process hol
    ("answer_again", also after a shutdown cut an answer short) or the person gets a note with a
    🔄 Retry button ("note").
 4. The work of the request's kind (the table `bot.app` hands in).
-5. Done, unless a reply is waiting for Telegram: then the request keeps it for later.
+5. Done, unless a reply is waiting for Telegram: then the request keeps it for later. (An answer
+   that ends the work marks its request done in the transaction that records it.)
 
 A cancel by the person (/cancel) ends the request; a shutdown leaves it waiting for the next start
 (with notes, it ends it with one). A database that is unavailable leaves it waiting too, and its
@@ -90,7 +91,7 @@ async def run_request(
         return False
     if outbox.postponed:
         await outbox.save(work_done=True)
-    else:
+    elif not outbox.done:
         await store.inbox.finish([request.id])
     return True
 

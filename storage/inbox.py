@@ -87,8 +87,8 @@ class InboxStore:
 
     async def finish(self, request_ids: Sequence[int]) -> None:
         """Done: what the person sent is kept in their conversation, not here; only ids remain."""
-        await self._update(request_ids, status=InboxStatus.DONE, payload={}, outbox=[],
-                           retry_at=None, done_at=utc_now())
+        if request_ids:
+            await self._transactions.write(lambda session: finish_requests(session, request_ids))
 
     async def keep_replies(
         self, request_id: int, outbox: Sequence[dict[str, Any]], retry_at: datetime, *, work_done: bool
@@ -222,6 +222,17 @@ _TAKE_CLAIM = update(CLAIMS).where(_CONVERSATION_CLAIM).values(
     holder=bindparam("p_holder"), expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type)
 )
 _RELEASE_ONE = delete(CLAIMS).where(_CONVERSATION_CLAIM, CLAIMS.c.holder == bindparam("p_holder"))
+_FINISH = (
+    update(INBOX)
+    .where(INBOX.c.id.in_(bindparam("p_ids", expanding=True)))
+    .values(
+        status=bindparam("p_status", type_=INBOX.c.status.type),
+        payload=bindparam("p_payload", type_=INBOX.c.payload.type),
+        outbox=bindparam("p_outbox", type_=INBOX.c.outbox.type),
+        retry_at=None,
+        done_at=bindparam("p_done_at", type_=INBOX.c.done_at.type),
+    )
+)
 _OLDEST = (
     select(INBOX)
     .where(INBOX.c.chat_id == bindparam("p_chat_id"), INBOX.c.user_id == bindparam("p_user_id"),
@@ -229,6 +240,14 @@ _OLDEST = (
     .order_by(INBOX.c.update_id)
     .limit(1)
 )
+
+
+async def finish_requests(session: AsyncSession, request_ids: Sequence[int]) -> None:
+    """`InboxStore.finish` inside a transaction of the caller's (an answer's close: `storage.store`)."""
+    await session.execute(_FINISH, {
+        "p_ids": list(request_ids), "p_status": InboxStatus.DONE, "p_payload": {}, "p_outbox": [],
+        "p_done_at": utc_now(),
+    })
 
 
 async def _claim(session: AsyncSession, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
