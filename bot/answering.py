@@ -41,7 +41,7 @@ from model.types import (Busy, Conversation, FinishReason, GenerationParams, Gen
                          TextDelta)
 from storage.errors import ImageRejected, StorageError
 from storage.images import NormalisedImage
-from storage.types import ImageInput, StoredTurn, TurnStatus
+from storage.types import AskedQuestion, ImageInput, StoredTurn, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,11 @@ async def answer_message(
     delivery = _answer_delivery(runtime, outbox, incoming.target)
     typing = asyncio.create_task(show_typing(delivery), name="typing-on-receipt")
     try:
-        question = await _store_question(runtime, outbox, incoming)
+        question = await _store_question(runtime, outbox, incoming, open_answer=True)
         if question is not None:
             await generate_answer(
                 runtime, outbox, question.conversation_id, incoming.target, options,
-                delivery=delivery, history=question.history, ends_the_work=ends_the_work,
+                delivery=delivery, history=question.history, ends_the_work=ends_the_work, asked=question.asked,
             )
     finally:
         if not typing.done():
@@ -99,13 +99,16 @@ async def store_question(runtime: BotRuntime, outbox: Outbox, incoming: Incoming
 class _StoredQuestion:
     conversation_id: int
     history: list[StoredTurn] | None = None  # the conversation with the question, when it is known
+    asked: AskedQuestion | None = None  # the question with its answer's turn opened (`Store.ask`)
 
 
 async def _store_question(
-    runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage
+    runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage, *, open_answer: bool = False
 ) -> _StoredQuestion | None:
     """`store_question`, also handing on the conversation's history when it read it anyway. The
-    conversation (and its history) and the images are fetched at the same time."""
+    conversation (and its history) and the images are fetched at the same time. `open_answer`: the
+    answer follows at once, so a question without images is stored with its answer's turn opened,
+    all in one transaction (`Store.ask`)."""
     store = runtime.store
     if outbox.request_id is not None:
         turns = outbox.request_turns
@@ -115,6 +118,12 @@ async def _store_question(
         if earlier:
             done = earlier[0].status is TurnStatus.COMPLETE
             return _StoredQuestion(earlier[0].conversation_id) if done else None
+    if open_answer and not incoming.images:
+        asked = await store.ask(
+            incoming.user, incoming.chat, incoming.text, message_ids=incoming.message_ids,
+            inbox_item_id=outbox.request_id,
+        )
+        return _StoredQuestion(asked.conversation_id, list(asked.history), asked)
 
     async def conversation_so_far() -> tuple[int, list[StoredTurn]]:
         conversation, history = await store.conversation_so_far(incoming.user, incoming.chat)
@@ -159,22 +168,34 @@ async def generate_answer(
     delivery: Delivery | None = None,
     history: list[StoredTurn] | None = None,
     ends_the_work: bool = False,
+    asked: AskedQuestion | None = None,
 ) -> bool:
     """Answer the newest user turn of a conversation; False if there was nothing to answer.
     `delivery`: the answer's way into the chat, if one was made for it already (to show "typing…");
     `history`: the conversation's turns, if just read; `ends_the_work`: nothing follows the answer
-    in the request's work, so the answer's close also marks the request done (`assistant_turn`)."""
+    in the request's work, so the answer's close also marks the request done (`assistant_turn`);
+    `asked`: the question as `Store.ask` stored it, with the answer's turn opened and the chat's
+    settings read in the same transaction."""
     store = runtime.store
+    if asked is not None:
+        history = list(asked.history)
     if history is None:
         history = await store.history(conversation_id)
-    conversation = await store.decode_pool.run(build_conversation, history, None, store.pictures)
+    if any(turn.images for turn in history):  # decoding is CPU work: off the loop
+        conversation = await store.decode_pool.run(build_conversation, history, None, store.pictures)
+    else:
+        conversation = build_conversation(history, None, store.pictures)
     if conversation is None:
+        if asked is not None:  # nothing to answer after all: the turn opened for it must not stay pending
+            await store.close_assistant_turn(asked.answer.id, TurnStatus.FAILED, finish_reason=FinishReason.ERROR.value)
         return False
-    # Neither waits for the other: the model starts once both are in.
-    (preamble, params), turn = await asyncio.gather(
-        _generation_setup(runtime, target.chat_id, options),
-        store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id),
-    )
+    if asked is None:  # neither waits for the other: the model starts once both are in
+        (preamble, params), turn = await asyncio.gather(
+            _generation_setup(runtime, target.chat_id, options),
+            store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id),
+        )
+    else:
+        (preamble, params), turn = _chosen_setup(runtime, asked.chat_settings, options), asked.answer
     conversation = replace(conversation, preamble=preamble)
     delivery = delivery or _answer_delivery(runtime, outbox, target)
     async with assistant_turn(
@@ -380,8 +401,15 @@ async def _generation_setup(
 ) -> tuple[Preamble | None, GenerationParams]:
     """The preamble (mode) and generation settings: the task's, else the chat's own choices made
     with /mode and /settings (checked by `bot.chat_preferences`), else the bot's defaults."""
+    return _chosen_setup(runtime, await runtime.store.chat_settings(chat_id), options)
+
+
+def _chosen_setup(
+    runtime: BotRuntime, chat_settings: dict, options: AnswerOptions
+) -> tuple[Preamble | None, GenerationParams]:
+    """`_generation_setup` from the chat's stored settings."""
     modes = available_modes(runtime.modes, runtime.default_preamble)
-    preferences = read_preferences(await runtime.store.chat_settings(chat_id), modes)
+    preferences = read_preferences(chat_settings, modes)
     preamble = chosen_preamble(preferences, modes, runtime.default_preamble)
     if options.mode:
         preamble = runtime.modes.get(options.mode, preamble)

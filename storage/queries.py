@@ -64,6 +64,15 @@ def _record_statement(session: AsyncSession, table: Any, refreshed: tuple[str, .
     return _RECORD[key]
 
 
+_CHAT_SETTINGS = select(Chat.settings).where(Chat.id == bindparam("p_chat_id"))
+
+
+async def chat_settings_of(session: AsyncSession, chat_id: int) -> dict[str, Any]:
+    """The chat's settings ({} for a chat not recorded yet)."""
+    settings = await session.scalar(_CHAT_SETTINGS, {"p_chat_id": chat_id})
+    return dict(settings) if settings is not None else {}
+
+
 async def active_conversation_row(session: AsyncSession, chat_id: int, user_id: int) -> Conversation:
     """The user's open conversation in the chat, started if there is none."""
     conversation = {"p_chat_id": chat_id, "p_user_id": user_id}

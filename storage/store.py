@@ -28,6 +28,7 @@ from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
     active_conversation_row,
+    chat_settings_of,
     count_rows,
     get_or_add_placeholder,
     image_row,
@@ -42,6 +43,7 @@ from storage.sessions import Transactions
 from storage.turn_reads import QUESTION_OF_REQUEST, TURNS_OF_CONVERSATION, TURNS_OF_REQUEST
 from storage.turn_writes import NewTurn, append_turn_row, chat_of_turn, close_turn_row, link_messages, mark_active
 from storage.types import (
+    AskedQuestion,
     ChatInfo,
     ConversationRef,
     ImageInput,
@@ -207,6 +209,35 @@ class Store:
                 await session.flush()
             linked = await link_messages(session, turn.id, turn.chat_id, message_ids)
             return _stored_new_turn(turn, "user", status, text, images=tuple(shown), message_ids=linked)
+
+        return await self._write(work)
+
+    async def ask(
+        self, user: UserInfo, chat: ChatInfo, text: str, *, message_ids: Sequence[int] = (),
+        inbox_item_id: int | None = None,
+    ) -> AskedQuestion:
+        """A question without images, stored with what its answer needs to start, in one transaction:
+        `conversation_so_far`, `add_user_turn`, `chat_settings` and `open_assistant_turn` in one.
+        Once per request: the caller knows (`turns_for_request`) that its question is not stored yet."""
+
+        async def work(session: AsyncSession) -> AskedQuestion:
+            await record_user_and_chat(session, user, chat)
+            conversation = await active_conversation_row(session, chat.id, user.id)
+            history = await self._turns_of(session, conversation.id)
+            question = await append_turn_row(
+                session, conversation.id, role="user", status=TurnStatus.COMPLETE, text=text,
+                inbox_item_id=inbox_item_id,
+            )
+            linked = await link_messages(session, question.id, question.chat_id, message_ids)
+            answer = await append_turn_row(
+                session, conversation.id, role="assistant", status=TurnStatus.PENDING, inbox_item_id=inbox_item_id
+            )
+            return AskedQuestion(
+                conversation_id=conversation.id,
+                history=(*history, _stored_new_turn(question, "user", TurnStatus.COMPLETE, text, message_ids=linked)),
+                answer=_stored_new_turn(answer, "assistant", TurnStatus.PENDING, ""),
+                chat_settings=await chat_settings_of(session, chat.id),
+            )
 
         return await self._write(work)
 

@@ -257,3 +257,24 @@ async def test_an_answers_close_can_mark_its_request_done_in_the_same_transactio
     [question, closed] = await store.turns_for_request(asked.id)
     assert (question.text, question.message_ids) == ("hi", (70,))
     assert (closed.text, closed.status, closed.message_ids) == ("Hello", TurnStatus.COMPLETE, (71,))
+
+
+async def test_a_question_is_stored_with_its_answers_turn_opened_and_the_chats_settings(store):
+    user = UserInfo(id=5, first_name="Ada", last_name=None, username="ada", language_code="en")
+    chat = ChatInfo(id=GROUP, type="supergroup", title="Lab", username=None)
+    await store.update_chat_settings(GROUP, max_new_tokens=40)
+    first = await store.ask(user, chat, "hello", message_ids=[11])
+    await store.close_assistant_turn(first.answer.id, TurnStatus.COMPLETE, "hi Ada")
+
+    second = await store.ask(user, chat, "and now?", message_ids=[13], inbox_item_id=9)
+
+    assert second.conversation_id == first.conversation_id
+    assert [(turn.role, turn.text) for turn in second.history] == [
+        ("user", "hello"), ("assistant", "hi Ada"), ("user", "and now?")
+    ]
+    assert second.history[-1].message_ids == (13,)
+    assert second.chat_settings == {"max_new_tokens": 40}
+    assert (second.answer.role, second.answer.status, second.answer.position) == ("assistant", TurnStatus.PENDING, 3)
+    stored = await store.history(second.conversation_id)
+    assert stored[2:] == [second.history[-1], second.answer]
+    assert [turn.id for turn in await store.turns_for_request(9)] == [second.history[-1].id, second.answer.id]
