@@ -60,9 +60,11 @@ async def run_request(
     work: Mapping[str, Work],
     *,
     first_to_tell: Callable[[int], bool],
+    turns: list[StoredTurn] | None = None,
 ) -> bool:
     """Work on `request`; True if it moved on (done, or its replies kept for later).
-    `first_to_tell(request id)` says whether its sender has yet to hear the database is down."""
+    `first_to_tell(request id)` says whether its sender has yet to hear the database is down;
+    `turns`: the turns stored for the request, if read with its claim (else they are read here)."""
     store = runtime.store
     outbox = Outbox(
         bot, runtime.delivery_policy, store=store, request=request,
@@ -83,7 +85,7 @@ async def run_request(
         await store.inbox.finish([request.id])
         return True
     try:
-        await _work_on(runtime, outbox, request, wanted, work)
+        await _work_on(runtime, outbox, request, wanted, work, turns)
     except DatabaseUnavailable as error:
         log.warning("request %s waits for the database: %s", request.id, error)
         if first_to_tell(request.id):
@@ -97,11 +99,17 @@ async def run_request(
 
 
 async def _work_on(
-    runtime: BotRuntime, outbox: Outbox, request: StoredRequest, wanted: Request, work: Mapping[str, Work]
+    runtime: BotRuntime,
+    outbox: Outbox,
+    request: StoredRequest,
+    wanted: Request,
+    work: Mapping[str, Work],
+    turns: list[StoredTurn] | None,
 ) -> None:
     """Steps 2 to 4 of the module docstring; cancels by the person end here, shutdowns go on up."""
     try:
-        turns = await runtime.store.turns_for_request(request.id)
+        if turns is None:
+            turns = await runtime.store.turns_for_request(request.id)
         outbox.request_turns = turns
         if any(turn.role == "assistant" and turn.status is TurnStatus.COMPLETE for turn in turns):
             return  # answered, and then stopped before the request was marked done

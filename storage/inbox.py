@@ -21,7 +21,8 @@ from storage.convert import stored_request
 from storage.group_commit import GroupCommit
 from storage.schema import InboxClaim, InboxItem, utc_now
 from storage.sessions import Transactions
-from storage.types import InboxStatus, NewRequest, StoredRequest
+from storage.turn_reads import TURNS_OF_REQUEST
+from storage.types import InboxStatus, NewRequest, StoredRequest, StoredTurn
 
 NOT_DONE = (InboxStatus.PENDING, InboxStatus.UNDELIVERED)
 
@@ -167,13 +168,17 @@ class InboxStore:
 
     async def claim_oldest(
         self, chat_id: int, user_id: int, holder: str, lease: timedelta
-    ) -> tuple[bool, StoredRequest | None]:
-        """`claim`, and if it was taken, the conversation's `oldest_waiting` request, in one transaction."""
+    ) -> tuple[bool, StoredRequest | None, list[StoredTurn]]:
+        """`claim`, and if it was taken, the conversation's `oldest_waiting` request and the turns
+        stored for it (`Store.turns_for_request`), in one transaction."""
 
-        async def work(session: AsyncSession) -> tuple[bool, StoredRequest | None]:
+        async def work(session: AsyncSession) -> tuple[bool, StoredRequest | None, list[StoredTurn]]:
             if not await _claim(session, chat_id, user_id, holder, lease):
-                return False, None
-            return True, await _oldest(session, chat_id, user_id)
+                return False, None, []
+            request = await _oldest(session, chat_id, user_id)
+            if request is None:
+                return True, None, []
+            return True, request, await TURNS_OF_REQUEST(session, {"p_request_id": request.id})
 
         return await self._transactions.write(work)
 
