@@ -22,6 +22,7 @@ from storage.group_commit import GroupCommit
 from storage.schema import InboxClaim, InboxItem, utc_now
 from storage.sessions import Transactions
 from storage.turn_reads import TURNS_OF_REQUEST
+from storage.turn_writes import upsert
 from storage.types import InboxStatus, NewRequest, StoredRequest, StoredTurn
 
 NOT_DONE = (InboxStatus.PENDING, InboxStatus.UNDELIVERED)
@@ -218,14 +219,7 @@ INBOX: Table = InboxItem.__table__  # type: ignore[assignment]
 CLAIMS: Table = InboxClaim.__table__  # type: ignore[assignment]
 _CONVERSATION_CLAIM = (CLAIMS.c.chat_id == bindparam("p_chat_id")) & (CLAIMS.c.user_id == bindparam("p_user_id"))
 # Built once, run with parameters (as in storage.turn_writes): these run for every request.
-_CLAIM_ROW = select(CLAIMS.c.holder, CLAIMS.c.expires_at).where(_CONVERSATION_CLAIM).with_for_update()
-_NEW_CLAIM = CLAIMS.insert().values(
-    chat_id=bindparam("p_chat_id"), user_id=bindparam("p_user_id"), holder=bindparam("p_holder"),
-    expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type),
-)
-_TAKE_CLAIM = update(CLAIMS).where(_CONVERSATION_CLAIM).values(
-    holder=bindparam("p_holder"), expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type)
-)
+_CLAIM: dict[str, Any] = {}  # dialect name → the claim's upsert
 _RELEASE_ONE = delete(CLAIMS).where(_CONVERSATION_CLAIM, CLAIMS.c.holder == bindparam("p_holder"))
 _FINISH = (
     update(INBOX)
@@ -255,18 +249,30 @@ async def finish_requests(session: AsyncSession, request_ids: Sequence[int]) -> 
     })
 
 
+def _claim_statement(session: AsyncSession) -> Any:
+    """One statement takes a claim: inserted if there is none, taken over if it is the holder's own
+    or its lease has run out (the row is locked meanwhile); the holder's name comes back only then."""
+    name = session.get_bind().dialect.name
+    if name not in _CLAIM:
+        statement = upsert(session, CLAIMS).values(
+            chat_id=bindparam("p_chat_id"), user_id=bindparam("p_user_id"), holder=bindparam("p_holder"),
+            expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type),
+        )
+        _CLAIM[name] = statement.on_conflict_do_update(
+            index_elements=[CLAIMS.c.chat_id, CLAIMS.c.user_id],
+            set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
+            where=(CLAIMS.c.holder == statement.excluded.holder)
+            | (CLAIMS.c.expires_at <= bindparam("p_now", type_=CLAIMS.c.expires_at.type)),
+        ).returning(CLAIMS.c.holder)
+    return _CLAIM[name]
+
+
 async def _claim(session: AsyncSession, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
     now = utc_now()
-    conversation = {"p_chat_id": chat_id, "p_user_id": user_id}
-    taken = {**conversation, "p_holder": holder, "p_expires_at": now + lease}
-    row = (await session.execute(_CLAIM_ROW, conversation)).one_or_none()
-    if row is None:
-        await session.execute(_NEW_CLAIM, taken)  # a concurrent first claim fails here; the retry sees it
-        return True
-    if row.holder != holder and row.expires_at > now:
-        return False
-    await session.execute(_TAKE_CLAIM, taken)
-    return True
+    taken = await session.scalar(_claim_statement(session), {
+        "p_chat_id": chat_id, "p_user_id": user_id, "p_holder": holder, "p_expires_at": now + lease, "p_now": now,
+    })
+    return taken is not None
 
 
 async def _oldest(session: AsyncSession, chat_id: int, user_id: int) -> StoredRequest | None:

@@ -28,7 +28,6 @@ from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
     active_conversation_row,
-    chat_settings_of,
     count_rows,
     get_or_add_placeholder,
     image_row,
@@ -221,7 +220,7 @@ class Store:
         Once per request: the caller knows (`turns_for_request`) that its question is not stored yet."""
 
         async def work(session: AsyncSession) -> AskedQuestion:
-            await record_user_and_chat(session, user, chat)
+            chat_settings = await record_user_and_chat(session, user, chat)
             conversation = await active_conversation_row(session, chat.id, user.id)
             history = await self._turns_of(session, conversation.id)
             question = await append_turn_row(
@@ -230,13 +229,14 @@ class Store:
             )
             linked = await link_messages(session, question.id, question.chat_id, message_ids)
             answer = await append_turn_row(
-                session, conversation.id, role="assistant", status=TurnStatus.PENDING, inbox_item_id=inbox_item_id
+                session, conversation.id, role="assistant", status=TurnStatus.PENDING,
+                inbox_item_id=inbox_item_id, after=question,
             )
             return AskedQuestion(
                 conversation_id=conversation.id,
                 history=(*history, _stored_new_turn(question, "user", TurnStatus.COMPLETE, text, message_ids=linked)),
                 answer=_stored_new_turn(answer, "assistant", TurnStatus.PENDING, ""),
-                chat_settings=await chat_settings_of(session, chat.id),
+                chat_settings=chat_settings,
             )
 
         return await self._write(work)

@@ -118,10 +118,12 @@ async def append_turn_row(
     status: TurnStatus,
     text: str = "",
     inbox_item_id: int | None = None,
+    after: NewTurn | None = None,
 ) -> NewTurn:
     """A new last turn in the conversation (two statements: the conversation marked active and
-    locked, then the turn inserted at the position after the last)."""
-    chat_id = await mark_active(session, conversation_id)
+    locked, then the turn inserted at the position after the last). `after`: the turn this
+    transaction appended just before, which marked and locked the conversation already."""
+    chat_id = after.chat_id if after is not None else await mark_active(session, conversation_id)
     created_at = utc_now()
     turn_id, position = (
         await session.execute(_APPEND_TURN, {
