@@ -227,6 +227,7 @@ class AnswerOutcome:
     turn_id: int | None = None
     delivered: bool = False  # Telegram took the final text: only then is a complete answer COMPLETE
     links: set[asyncio.Future[None]] = field(default_factory=set)  # messages being linked to the turn
+    linked_early: bool = False  # a message was linked to the turn while the answer grew
 
     def complete(self, text: str, result: GenerationResult | None = None) -> None:
         self.text, self.status, self.result = text, TurnStatus.COMPLETE, result
@@ -275,6 +276,7 @@ async def assistant_turn(
     if delivery is not None:
 
         def link(message_id: int) -> None:
+            outcome.linked_early = True
             linking = asyncio.ensure_future(_link_preview(runtime, turn.id, message_id))
             outcome.links.add(linking)
             linking.add_done_callback(outcome.links.discard)
@@ -323,6 +325,7 @@ async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome, fin
         time_to_first_token_s=result.time_to_first_token_s if result else None,
         total_s=result.total_s if result else None,
         message_ids=outcome.message_ids,
+        replacing_links=outcome.linked_early,
         finishes_request=request_id,
     )
     if request_id is not None and finishing is not None:

@@ -270,10 +270,12 @@ class Store:
         time_to_first_token_s: float | None = None,
         total_s: float | None = None,
         message_ids: Sequence[int] | None = None,
+        replacing_links: bool = True,
         finishes_request: int | None = None,
     ) -> None:
         """Record how an assistant turn ended: its text, status, token counts and timings; with
-        `message_ids`, also that these are all its messages now (`link_messages(only=True)`); with
+        `message_ids`, also that these are all its messages now (`link_messages(only=True)`; with
+        `replacing_links` False the caller knows the turn had none: they are only added); with
         `finishes_request`, that inbox request is done, in the same transaction (`InboxStore.finish`)."""
         values = dict(
             status=TurnStatus(status), text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
@@ -285,7 +287,7 @@ class Store:
             conversation_id = await close_turn_row(session, turn_id, values)
             chat_id = await mark_active(session, conversation_id)
             if message_ids is not None:
-                await link_messages(session, turn_id, chat_id, message_ids, only=True)
+                await link_messages(session, turn_id, chat_id, message_ids, only=replacing_links)
             if finishes_request is not None:
                 await finish_requests(session, [finishes_request])
 
