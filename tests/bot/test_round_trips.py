@@ -17,8 +17,12 @@ from storage.types import TurnStatus
 from tests.bot.conftest import answers_settled, runtime
 
 USER_ID = 4242
-# The sweep's heartbeat and purge may run at any moment: they are not the question's.
-SWEEP_STATEMENTS = ("UPDATE inbox_claims SET expires_at", "DELETE FROM inbox WHERE")
+# The inbox's sweep (its heartbeat, its look for ready conversations, its purge) runs at the start
+# and then on its own clock: its transactions are not the question's.
+SWEEP_STATEMENTS = (
+    "UPDATE inbox_claims SET expires_at", "DELETE FROM inbox WHERE",
+    "SELECT inbox.chat_id, inbox.user_id, inbox.retry_at", "SELECT inbox_claims.chat_id, inbox_claims.user_id",
+)
 
 
 async def test_a_text_question_and_its_answer_take_five_write_transactions_and_no_reads(bot_api, start_bot):
@@ -27,14 +31,16 @@ async def test_a_text_question_and_its_answer_take_five_write_transactions_and_n
 
     application = await start_bot(model_service_factory=instant)
     transactions: list[dict] = []
+    current: dict[int, dict] = {}  # connection → its transaction (a read may begin inside a write's)
 
     def began(connection) -> None:
         read_only = bool(connection.get_execution_options().get(READ_ONLY_OPTION))
-        transactions.append({"read_only": read_only, "statements": []})
+        current[id(connection)] = {"read_only": read_only, "statements": []}
+        transactions.append(current[id(connection)])
 
     def executed(connection, cursor, statement, *args) -> None:
-        if transactions and not statement.startswith("BEGIN"):
-            transactions[-1]["statements"].append(" ".join(statement.split()))
+        if id(connection) in current and not statement.startswith("BEGIN"):
+            current[id(connection)]["statements"].append(" ".join(statement.split()))
 
     event.listen(Engine, "begin", began)
     event.listen(Engine, "before_cursor_execute", executed)
