@@ -268,8 +268,8 @@ async def assistant_turn(
 ) -> AsyncIterator[AnswerOutcome]:
     """Open the answer's turn (unless `opened` already); whatever happens inside, record how it
     ended, even when cancelled. The messages `delivery` creates are linked to the turn as they appear.
-    `ends_the_work`: the request's work ends with this answer, so when the answer ended without a
-    cancel or an error and no reply waits for Telegram, its close also marks the request done
+    `ends_the_work`: the request's work ends with this answer, so when the block ended without a
+    cancel or an exception and no reply waits for Telegram, its close also marks the request done
     (`Outbox.done`): one transaction, and the request is never done without its answer recorded."""
     turn = opened or await runtime.store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id)
     outcome = AnswerOutcome(turn_id=turn.id)

@@ -9,7 +9,9 @@ on) keeps idle connections per host and takes one at once, and parses HTTP in C.
 `BaseRequest` as the place for another HTTP library; this is that, and nothing more: PTB still
 builds every request and reads every answer.
 
-The errors are PTB's, as `HTTPXRequest` raises them: a timeout (of the pool, the connection or a
+It behaves as PTB's httpx client did where a deployment would notice: proxies from the environment
+(HTTPS_PROXY and the like) are used, certificates are checked against certifi's bundle, redirects
+are not followed. The errors are PTB's, as `HTTPXRequest` raises them: a timeout (of the pool, the connection or a
 read) is `TimedOut`, any other failure of the connection `NetworkError`, so `bot.delivery` judges
 them as before. aiohttp has no timeout for writing a request alone, so each call as a whole is
 also bounded by the sum of its timeouts.
@@ -18,9 +20,11 @@ also bounded by the sum of its timeouts.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import aiohttp
+import certifi
 from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
@@ -62,8 +66,11 @@ class AiohttpRequest(BaseRequest):
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                connector=aiohttp.TCPConnector(
+                    limit=self._pool_size, ssl=ssl.create_default_context(cafile=certifi.where())
+                ),
                 headers={"User-Agent": self.USER_AGENT},
+                trust_env=True,
             )
 
     async def shutdown(self) -> None:
@@ -92,7 +99,7 @@ class AiohttpRequest(BaseRequest):
         try:
             async with asyncio.timeout(_sum(pool, connect, write, read)):
                 async with self._session.request(
-                    method, url, data=_body(request_data), timeout=timeout
+                    method, url, data=_body(request_data), timeout=timeout, allow_redirects=False
                 ) as response:
                     return response.status, await response.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:

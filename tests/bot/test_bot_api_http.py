@@ -77,6 +77,25 @@ async def test_an_upload_goes_as_multipart_with_its_file():
     assert uploads == [("5", b"some bytes", "notes.txt")]
 
 
+async def test_a_redirect_is_not_followed():
+    followed: list[str] = []
+
+    async def bot_api(request: web.Request) -> web.Response:
+        if request.path == "/elsewhere":
+            followed.append(request.path)
+            return web.json_response({"ok": True, "result": SENT})
+        raise web.HTTPFound("/elsewhere")
+
+    runner, root = await _serve(bot_api)
+    try:
+        async with telegram.Bot(TOKEN, base_url=f"{root}/bot", request=AiohttpRequest()) as bot:
+            with pytest.raises(NetworkError):
+                await bot.send_message(5, "hi")
+    finally:
+        await runner.cleanup()
+    assert followed == []
+
+
 async def test_a_refused_connection_is_a_network_error():
     request = AiohttpRequest(connect_timeout=1)
     await request.initialize()
