@@ -41,7 +41,7 @@ from model.types import (Busy, Conversation, FinishReason, GenerationParams, Gen
                          TextDelta)
 from storage.errors import ImageRejected, StorageError
 from storage.images import NormalisedImage
-from storage.types import ImageInput, StoredTurn, TurnStatus
+from storage.types import AskedQuestion, ImageInput, StoredTurn, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +62,24 @@ PLAIN_ANSWER = AnswerOptions()
 
 
 async def answer_message(
-    runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage, options: AnswerOptions = PLAIN_ANSWER
+    runtime: BotRuntime,
+    outbox: Outbox,
+    incoming: IncomingMessage,
+    options: AnswerOptions = PLAIN_ANSWER,
+    *,
+    ends_the_work: bool = False,
 ) -> None:
     """Store the message as a user turn, then answer it (or apologise for what went wrong).
-    "typing…" shows at once, while the image is still being fetched."""
+    "typing…" shows at once, while the image is still being fetched. `ends_the_work`: nothing
+    follows the answer in the request's work (see `generate_answer`)."""
     delivery = _answer_delivery(runtime, outbox, incoming.target)
     typing = asyncio.create_task(show_typing(delivery), name="typing-on-receipt")
     try:
-        question = await _store_question(runtime, outbox, incoming)
+        question = await _store_question(runtime, outbox, incoming, open_answer=True)
         if question is not None:
             await generate_answer(
                 runtime, outbox, question.conversation_id, incoming.target, options,
-                delivery=delivery, history=question.history,
+                delivery=delivery, history=question.history, ends_the_work=ends_the_work, asked=question.asked,
             )
     finally:
         if not typing.done():
@@ -93,13 +99,16 @@ async def store_question(runtime: BotRuntime, outbox: Outbox, incoming: Incoming
 class _StoredQuestion:
     conversation_id: int
     history: list[StoredTurn] | None = None  # the conversation with the question, when it is known
+    asked: AskedQuestion | None = None  # the question with its answer's turn opened (`Store.ask`)
 
 
 async def _store_question(
-    runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage
+    runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage, *, open_answer: bool = False
 ) -> _StoredQuestion | None:
     """`store_question`, also handing on the conversation's history when it read it anyway. The
-    conversation (and its history) and the images are fetched at the same time."""
+    conversation (and its history) and the images are fetched at the same time. `open_answer`: the
+    answer follows at once, so a question without images is stored with its answer's turn opened,
+    all in one transaction (`Store.ask`)."""
     store = runtime.store
     if outbox.request_id is not None:
         turns = outbox.request_turns
@@ -109,6 +118,12 @@ async def _store_question(
         if earlier:
             done = earlier[0].status is TurnStatus.COMPLETE
             return _StoredQuestion(earlier[0].conversation_id) if done else None
+    if open_answer and not incoming.images:
+        asked = await store.ask(
+            incoming.user, incoming.chat, incoming.text, message_ids=incoming.message_ids,
+            inbox_item_id=outbox.request_id,
+        )
+        return _StoredQuestion(asked.conversation_id, list(asked.history), asked)
 
     async def conversation_so_far() -> tuple[int, list[StoredTurn]]:
         conversation, history = await store.conversation_so_far(incoming.user, incoming.chat)
@@ -152,24 +167,40 @@ async def generate_answer(
     *,
     delivery: Delivery | None = None,
     history: list[StoredTurn] | None = None,
+    ends_the_work: bool = False,
+    asked: AskedQuestion | None = None,
 ) -> bool:
     """Answer the newest user turn of a conversation; False if there was nothing to answer.
     `delivery`: the answer's way into the chat, if one was made for it already (to show "typing…");
-    `history`: the conversation's turns, if just read."""
+    `history`: the conversation's turns, if just read; `ends_the_work`: nothing follows the answer
+    in the request's work, so the answer's close also marks the request done (`assistant_turn`);
+    `asked`: the question as `Store.ask` stored it, with the answer's turn opened and the chat's
+    settings read in the same transaction."""
     store = runtime.store
+    if asked is not None:
+        history = list(asked.history)
     if history is None:
         history = await store.history(conversation_id)
-    conversation = await store.decode_pool.run(build_conversation, history, None, store.pictures)
+    if any(turn.images for turn in history):  # decoding is CPU work: off the loop
+        conversation = await store.decode_pool.run(build_conversation, history, None, store.pictures)
+    else:
+        conversation = build_conversation(history, None, store.pictures)
     if conversation is None:
+        if asked is not None:  # nothing to answer after all: the turn opened for it must not stay pending
+            await store.close_assistant_turn(asked.answer.id, TurnStatus.FAILED, finish_reason=FinishReason.ERROR.value)
         return False
-    # Neither waits for the other: the model starts once both are in.
-    (preamble, params), turn = await asyncio.gather(
-        _generation_setup(runtime, target.chat_id, options),
-        store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id),
-    )
+    if asked is None:  # neither waits for the other: the model starts once both are in
+        (preamble, params), turn = await asyncio.gather(
+            _generation_setup(runtime, target.chat_id, options),
+            store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id),
+        )
+    else:
+        (preamble, params), turn = _chosen_setup(runtime, asked.chat_settings, options), asked.answer
     conversation = replace(conversation, preamble=preamble)
     delivery = delivery or _answer_delivery(runtime, outbox, target)
-    async with assistant_turn(runtime, outbox, conversation_id, delivery, opened=turn) as outcome:
+    async with assistant_turn(
+        runtime, outbox, conversation_id, delivery, opened=turn, ends_the_work=ends_the_work
+    ) as outcome:
         async with AnswerPreview(delivery) as preview:
             shape = options.shape_text or _as_written
             await _write(runtime.model, conversation, params, shape, preview, outcome)
@@ -196,6 +227,7 @@ class AnswerOutcome:
     turn_id: int | None = None
     delivered: bool = False  # Telegram took the final text: only then is a complete answer COMPLETE
     links: set[asyncio.Future[None]] = field(default_factory=set)  # messages being linked to the turn
+    linked_early: bool = False  # a message was linked to the turn while the answer grew
 
     def complete(self, text: str, result: GenerationResult | None = None) -> None:
         self.text, self.status, self.result = text, TurnStatus.COMPLETE, result
@@ -232,28 +264,36 @@ async def assistant_turn(
     delivery: Delivery | None = None,
     *,
     opened: StoredTurn | None = None,
+    ends_the_work: bool = False,
 ) -> AsyncIterator[AnswerOutcome]:
     """Open the answer's turn (unless `opened` already); whatever happens inside, record how it
-    ended, even when cancelled. The messages `delivery` creates are linked to the turn as they appear."""
+    ended, even when cancelled. The messages `delivery` creates are linked to the turn as they appear.
+    `ends_the_work`: the request's work ends with this answer, so when the block ended without a
+    cancel or an exception and no reply waits for Telegram, its close also marks the request done
+    (`Outbox.done`): one transaction, and the request is never done without its answer recorded."""
     turn = opened or await runtime.store.open_assistant_turn(conversation_id, inbox_item_id=outbox.request_id)
     outcome = AnswerOutcome(turn_id=turn.id)
     if delivery is not None:
 
         def link(message_id: int) -> None:
+            outcome.linked_early = True
             linking = asyncio.ensure_future(_link_preview(runtime, turn.id, message_id))
             outcome.links.add(linking)
             linking.add_done_callback(outcome.links.discard)
 
         delivery.on_new_message = link
+    ended = False
     try:
         yield outcome
+        ended = True
     except asyncio.CancelledError:  # cancelled while delivering: a finished answer stays finished
         if outcome.status is not TurnStatus.COMPLETE:
             outcome.status, outcome.finish_reason = TurnStatus.CANCELLED, FinishReason.CANCELLED.value
         raise
     finally:  # also after an unexpected error: the turn must not stay pending
         runtime.metrics.answer_finished(outcome.recorded_status(), outcome.error, outcome.result, outcome.busy_waits)
-        recording = asyncio.ensure_future(_record(runtime, turn.id, outcome))
+        finishing = ends_the_work and ended and outcome.cancel_reason is None
+        recording = asyncio.ensure_future(_record(runtime, turn.id, outcome, outbox if finishing else None))
         try:
             await asyncio.shield(recording)
         except asyncio.CancelledError:  # a cancel arriving meanwhile (shutdown) waits for the write
@@ -269,10 +309,12 @@ async def _link_preview(runtime: BotRuntime, turn_id: int, message_id: int) -> N
         log.warning("could not link message %s to answer %s: %s", message_id, turn_id, error)
 
 
-async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> None:
+async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome, finishing: Outbox | None) -> None:
+    """Close the turn; with `finishing`, also mark its request done unless a reply waits for Telegram."""
     if outcome.links:
         await asyncio.wait(list(outcome.links))
     result = outcome.result
+    request_id = None if finishing is None or finishing.postponed else finishing.request_id
     await runtime.store.close_assistant_turn(
         turn_id,
         outcome.recorded_status(),
@@ -283,7 +325,11 @@ async def _record(runtime: BotRuntime, turn_id: int, outcome: AnswerOutcome) -> 
         time_to_first_token_s=result.time_to_first_token_s if result else None,
         total_s=result.total_s if result else None,
         message_ids=outcome.message_ids,
+        replacing_links=outcome.linked_early,
+        finishes_request=request_id,
     )
+    if request_id is not None and finishing is not None:
+        finishing.done = True
 
 
 async def _write(
@@ -358,8 +404,15 @@ async def _generation_setup(
 ) -> tuple[Preamble | None, GenerationParams]:
     """The preamble (mode) and generation settings: the task's, else the chat's own choices made
     with /mode and /settings (checked by `bot.chat_preferences`), else the bot's defaults."""
+    return _chosen_setup(runtime, await runtime.store.chat_settings(chat_id), options)
+
+
+def _chosen_setup(
+    runtime: BotRuntime, chat_settings: dict, options: AnswerOptions
+) -> tuple[Preamble | None, GenerationParams]:
+    """`_generation_setup` from the chat's stored settings."""
     modes = available_modes(runtime.modes, runtime.default_preamble)
-    preferences = read_preferences(await runtime.store.chat_settings(chat_id), modes)
+    preferences = read_preferences(chat_settings, modes)
     preamble = chosen_preamble(preferences, modes, runtime.default_preamble)
     if options.mode:
         preamble = runtime.modes.get(options.mode, preamble)

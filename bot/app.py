@@ -24,13 +24,13 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
 from bot.access import make_access_guard
 from bot.addressing import ADDRESSED_TO_BOT, NAMES_THIS_BOT
 from bot.answer_buttons import DetachedPressHandler, answer_button, regenerate_pressed, unknown_button
 from bot.answer_keyboard import CALLBACK_PATTERN as ANSWER_PATTERN
 from bot.apologies import apology_for
+from bot.bot_api_http import AiohttpRequest
 from bot.chat_migration import chat_migration_handler
 from bot.commands.cancel import cancel_command
 from bot.commands.caption import caption_task
@@ -100,8 +100,8 @@ def build_application(
         settings.telegram_bot_token.get_secret_value(),
         base_url=settings.bot_api_base_url,
         base_file_url=settings.bot_api_file_url,
-        request=HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE),
-        get_updates_request=HTTPXRequest(),
+        request=AiohttpRequest(connection_pool_size=CONNECTION_POOL_SIZE),
+        get_updates_request=AiohttpRequest(),
         rate_limiter=AIORateLimiter(
             overall_max_rate=settings.telegram_max_messages_per_s, max_retries=RATE_LIMIT_RETRIES
         ),

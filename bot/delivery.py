@@ -112,10 +112,13 @@ class Delivery:
         self.live_message_id = live_message_id  # the message still growing (edited previews)
         self.message_ids: list[int] = []  # the answer's finished messages, in order
         self.outcome = DeliveryOutcome.DELIVERED
-        # Told of every message the answer gets, as it appears (the turn links it at once, so a
-        # restart knows which preview an interrupted answer left). Called, not awaited: nothing may
-        # come between Telegram taking a message and this delivery counting it.
+        # Told of every message the answer gets while it is still being written, as it appears (the
+        # turn links it at once, so a restart knows which preview an interrupted answer left); not of
+        # the final text's last message, which `deliver` hands back as the answer ends (the answer's
+        # close links it). Called, not awaited: nothing may come between Telegram taking a message
+        # and this delivery counting it.
         self.on_new_message: Callable[[int], None] | None = None
+        self._writing_the_end = False  # the final text's last piece is being written
         self._texts: list[str] = []  # their texts
         self._not_before = 0.0  # monotonic time before which Telegram asked us not to write
         self._drafts_not_before = 0.0  # the same for drafts, which Telegram counts on their own
@@ -213,7 +216,11 @@ class Delivery:
             self.live_message_id = None
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
-            message_id = await self._deliver_piece(piece, markup if last else None, paced=index > 0)
+            self._writing_the_end = last
+            try:
+                message_id = await self._deliver_piece(piece, markup if last else None, paced=index > 0)
+            finally:
+                self._writing_the_end = False
             if message_id is None:
                 if self.outcome is DeliveryOutcome.REFUSED:
                     log.error("Could not deliver the end of an answer in chat %s", self.chat_id)
@@ -330,7 +337,7 @@ class Delivery:
             )
         finally:
             self._last_message = time.monotonic()
-        if self.on_new_message is not None:
+        if self.on_new_message is not None and not self._writing_the_end:
             self.on_new_message(message.message_id)
         return message.message_id
 

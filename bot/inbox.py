@@ -193,14 +193,15 @@ class Inbox:
             return  # an earlier message is not stored yet: it goes first, once it is
         try:
             inbox = self._runtime.store.inbox
-            claimed, request = await inbox.claim_oldest(key.chat_id, key.user_id, self.holder, self._lease)
+            claimed, request, turns = await inbox.claim_oldest(key.chat_id, key.user_id, self.holder, self._lease)
             if not claimed:
                 return  # another process holds it and will get to it
             progressed = False
             try:
                 if request is not None and (fresh or is_ready(request)):
                     progressed = await run_request(
-                        self._runtime, self._bot, request, self._work, first_to_tell=self._first_to_tell
+                        self._runtime, self._bot, request, self._work, first_to_tell=self._first_to_tell,
+                        turns=turns,
                     )
             finally:
                 await self._let_go(key, look_again=progressed)

@@ -54,8 +54,8 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def answer_question(runtime: BotRuntime, outbox: Outbox, incoming: IncomingMessage) -> None:
-    """The work of a stored question: store it, then answer it."""
-    await answer_message(runtime, outbox, incoming)
+    """The work of a stored question: store it, then answer it (the answer ends the work)."""
+    await answer_message(runtime, outbox, incoming, ends_the_work=True)
 
 
 async def on_other_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -55,6 +55,9 @@ class Outbox:
         # The request's stored turns when its work began (bot.request_runner reads them), so the
         # work needn't read them again before the model starts; None when not read.
         self.request_turns: list[StoredTurn] | None = None
+        # The request was marked done with its work's last write (an answer's close,
+        # `bot.answering.assistant_turn`): nothing is left for bot.request_runner to finish.
+        self.done = False
 
     @property
     def request_id(self) -> int | None:

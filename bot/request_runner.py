@@ -11,7 +11,8 @@ In this order, for the oldest waiting request of a conversation this process hol
    ("answer_again", also after a shutdown cut an answer short) or the person gets a note with a
    🔄 Retry button ("note").
 4. The work of the request's kind (the table `bot.app` hands in).
-5. Done, unless a reply is waiting for Telegram: then the request keeps it for later.
+5. Done, unless a reply is waiting for Telegram: then the request keeps it for later. (An answer
+   that ends the work marks its request done in the transaction that records it.)
 
 A cancel by the person (/cancel) ends the request; a shutdown leaves it waiting for the next start
 (with notes, it ends it with one). A database that is unavailable leaves it waiting too, and its
@@ -59,9 +60,11 @@ async def run_request(
     work: Mapping[str, Work],
     *,
     first_to_tell: Callable[[int], bool],
+    turns: list[StoredTurn] | None = None,
 ) -> bool:
     """Work on `request`; True if it moved on (done, or its replies kept for later).
-    `first_to_tell(request id)` says whether its sender has yet to hear the database is down."""
+    `first_to_tell(request id)` says whether its sender has yet to hear the database is down;
+    `turns`: the turns stored for the request, if read with its claim (else they are read here)."""
     store = runtime.store
     outbox = Outbox(
         bot, runtime.delivery_policy, store=store, request=request,
@@ -82,7 +85,7 @@ async def run_request(
         await store.inbox.finish([request.id])
         return True
     try:
-        await _work_on(runtime, outbox, request, wanted, work)
+        await _work_on(runtime, outbox, request, wanted, work, turns)
     except DatabaseUnavailable as error:
         log.warning("request %s waits for the database: %s", request.id, error)
         if first_to_tell(request.id):
@@ -90,17 +93,23 @@ async def run_request(
         return False
     if outbox.postponed:
         await outbox.save(work_done=True)
-    else:
+    elif not outbox.done:
         await store.inbox.finish([request.id])
     return True
 
 
 async def _work_on(
-    runtime: BotRuntime, outbox: Outbox, request: StoredRequest, wanted: Request, work: Mapping[str, Work]
+    runtime: BotRuntime,
+    outbox: Outbox,
+    request: StoredRequest,
+    wanted: Request,
+    work: Mapping[str, Work],
+    turns: list[StoredTurn] | None,
 ) -> None:
     """Steps 2 to 4 of the module docstring; cancels by the person end here, shutdowns go on up."""
     try:
-        turns = await runtime.store.turns_for_request(request.id)
+        if turns is None:
+            turns = await runtime.store.turns_for_request(request.id)
         outbox.request_turns = turns
         if any(turn.role == "assistant" and turn.status is TurnStatus.COMPLETE for turn in turns):
             return  # answered, and then stopped before the request was marked done

@@ -21,7 +21,9 @@ from storage.convert import stored_request
 from storage.group_commit import GroupCommit
 from storage.schema import InboxClaim, InboxItem, utc_now
 from storage.sessions import Transactions
-from storage.types import InboxStatus, NewRequest, StoredRequest
+from storage.turn_reads import TURNS_OF_REQUEST
+from storage.turn_writes import upsert
+from storage.types import InboxStatus, NewRequest, StoredRequest, StoredTurn
 
 NOT_DONE = (InboxStatus.PENDING, InboxStatus.UNDELIVERED)
 
@@ -87,8 +89,8 @@ class InboxStore:
 
     async def finish(self, request_ids: Sequence[int]) -> None:
         """Done: what the person sent is kept in their conversation, not here; only ids remain."""
-        await self._update(request_ids, status=InboxStatus.DONE, payload={}, outbox=[],
-                           retry_at=None, done_at=utc_now())
+        if request_ids:
+            await self._transactions.write(lambda session: finish_requests(session, request_ids))
 
     async def keep_replies(
         self, request_id: int, outbox: Sequence[dict[str, Any]], retry_at: datetime, *, work_done: bool
@@ -167,13 +169,17 @@ class InboxStore:
 
     async def claim_oldest(
         self, chat_id: int, user_id: int, holder: str, lease: timedelta
-    ) -> tuple[bool, StoredRequest | None]:
-        """`claim`, and if it was taken, the conversation's `oldest_waiting` request, in one transaction."""
+    ) -> tuple[bool, StoredRequest | None, list[StoredTurn]]:
+        """`claim`, and if it was taken, the conversation's `oldest_waiting` request and the turns
+        stored for it (`Store.turns_for_request`), in one transaction."""
 
-        async def work(session: AsyncSession) -> tuple[bool, StoredRequest | None]:
+        async def work(session: AsyncSession) -> tuple[bool, StoredRequest | None, list[StoredTurn]]:
             if not await _claim(session, chat_id, user_id, holder, lease):
-                return False, None
-            return True, await _oldest(session, chat_id, user_id)
+                return False, None, []
+            request = await _oldest(session, chat_id, user_id)
+            if request is None:
+                return True, None, []
+            return True, request, await TURNS_OF_REQUEST(session, {"p_request_id": request.id})
 
         return await self._transactions.write(work)
 
@@ -213,15 +219,19 @@ INBOX: Table = InboxItem.__table__  # type: ignore[assignment]
 CLAIMS: Table = InboxClaim.__table__  # type: ignore[assignment]
 _CONVERSATION_CLAIM = (CLAIMS.c.chat_id == bindparam("p_chat_id")) & (CLAIMS.c.user_id == bindparam("p_user_id"))
 # Built once, run with parameters (as in storage.turn_writes): these run for every request.
-_CLAIM_ROW = select(CLAIMS.c.holder, CLAIMS.c.expires_at).where(_CONVERSATION_CLAIM).with_for_update()
-_NEW_CLAIM = CLAIMS.insert().values(
-    chat_id=bindparam("p_chat_id"), user_id=bindparam("p_user_id"), holder=bindparam("p_holder"),
-    expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type),
-)
-_TAKE_CLAIM = update(CLAIMS).where(_CONVERSATION_CLAIM).values(
-    holder=bindparam("p_holder"), expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type)
-)
+_CLAIM: dict[str, Any] = {}  # dialect name → the claim's upsert
 _RELEASE_ONE = delete(CLAIMS).where(_CONVERSATION_CLAIM, CLAIMS.c.holder == bindparam("p_holder"))
+_FINISH = (
+    update(INBOX)
+    .where(INBOX.c.id.in_(bindparam("p_ids", expanding=True)))
+    .values(
+        status=bindparam("p_status", type_=INBOX.c.status.type),
+        payload=bindparam("p_payload", type_=INBOX.c.payload.type),
+        outbox=bindparam("p_outbox", type_=INBOX.c.outbox.type),
+        retry_at=None,
+        done_at=bindparam("p_done_at", type_=INBOX.c.done_at.type),
+    )
+)
 _OLDEST = (
     select(INBOX)
     .where(INBOX.c.chat_id == bindparam("p_chat_id"), INBOX.c.user_id == bindparam("p_user_id"),
@@ -231,18 +241,38 @@ _OLDEST = (
 )
 
 
+async def finish_requests(session: AsyncSession, request_ids: Sequence[int]) -> None:
+    """`InboxStore.finish` inside a transaction of the caller's (an answer's close: `storage.store`)."""
+    await session.execute(_FINISH, {
+        "p_ids": list(request_ids), "p_status": InboxStatus.DONE, "p_payload": {}, "p_outbox": [],
+        "p_done_at": utc_now(),
+    })
+
+
+def _claim_statement(session: AsyncSession) -> Any:
+    """One statement takes a claim: inserted if there is none, taken over if it is the holder's own
+    or its lease has run out (the row is locked meanwhile); the holder's name comes back only then."""
+    name = session.get_bind().dialect.name
+    if name not in _CLAIM:
+        statement = upsert(session, CLAIMS).values(
+            chat_id=bindparam("p_chat_id"), user_id=bindparam("p_user_id"), holder=bindparam("p_holder"),
+            expires_at=bindparam("p_expires_at", type_=CLAIMS.c.expires_at.type),
+        )
+        _CLAIM[name] = statement.on_conflict_do_update(
+            index_elements=[CLAIMS.c.chat_id, CLAIMS.c.user_id],
+            set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
+            where=(CLAIMS.c.holder == statement.excluded.holder)
+            | (CLAIMS.c.expires_at <= bindparam("p_now", type_=CLAIMS.c.expires_at.type)),
+        ).returning(CLAIMS.c.holder)
+    return _CLAIM[name]
+
+
 async def _claim(session: AsyncSession, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
     now = utc_now()
-    conversation = {"p_chat_id": chat_id, "p_user_id": user_id}
-    taken = {**conversation, "p_holder": holder, "p_expires_at": now + lease}
-    row = (await session.execute(_CLAIM_ROW, conversation)).one_or_none()
-    if row is None:
-        await session.execute(_NEW_CLAIM, taken)  # a concurrent first claim fails here; the retry sees it
-        return True
-    if row.holder != holder and row.expires_at > now:
-        return False
-    await session.execute(_TAKE_CLAIM, taken)
-    return True
+    taken = await session.scalar(_claim_statement(session), {
+        "p_chat_id": chat_id, "p_user_id": user_id, "p_holder": holder, "p_expires_at": now + lease, "p_now": now,
+    })
+    return taken is not None
 
 
 async def _oldest(session: AsyncSession, chat_id: int, user_id: int) -> StoredRequest | None:

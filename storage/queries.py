@@ -38,17 +38,22 @@ _OPEN_CONVERSATION = select(Conversation).where(
 )
 
 
-async def record_user_and_chat(session: AsyncSession, user: UserInfo, chat: ChatInfo) -> None:
-    """The user and chat rows as Telegram shows them now (made if missing): an upsert each."""
+async def record_user_and_chat(session: AsyncSession, user: UserInfo, chat: ChatInfo) -> dict[str, Any]:
+    """The user and chat rows as Telegram shows them now (made if missing): an upsert each. The
+    chat's settings, which its upsert hands back."""
     now = utc_now()
     seen_user = dict(first_name=user.first_name, last_name=user.last_name, username=user.username,
                      language_code=user.language_code, last_seen_at=now)
     seen_chat = dict(type=chat.type, title=chat.title, username=chat.username, last_seen_at=now)
-    for table, row_id, seen in ((User.__table__, user.id, seen_user), (Chat.__table__, chat.id, seen_chat)):
-        await session.execute(
-            _record_statement(session, table, tuple(seen)),
-            {"id": row_id, "settings": {}, "first_seen_at": now, **seen},
-        )
+    await session.execute(
+        _record_statement(session, User.__table__, tuple(seen_user)),
+        {"id": user.id, "settings": {}, "first_seen_at": now, **seen_user},
+    )
+    settings = await session.scalar(
+        _record_statement(session, Chat.__table__, tuple(seen_chat)),
+        {"id": chat.id, "settings": {}, "first_seen_at": now, **seen_chat},
+    )
+    return dict(settings or {})
 
 
 _RECORD: dict[tuple[str, str, tuple[str, ...]], Any] = {}  # built once: see storage.turn_writes
@@ -60,7 +65,7 @@ def _record_statement(session: AsyncSession, table: Any, refreshed: tuple[str, .
         statement = upsert(session, table)
         _RECORD[key] = statement.on_conflict_do_update(
             index_elements=["id"], set_={name: statement.excluded[name] for name in refreshed}
-        )
+        ).returning(table.c.settings)
     return _RECORD[key]
 
 

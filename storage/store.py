@@ -9,7 +9,6 @@ bytes are decoded in the store's bounded `DecodePool`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +23,7 @@ from storage import chat_moves, cleanup, convert
 from storage.database import DEFAULT_LOCK_TIMEOUT_S, create_engine, erase_traces
 from storage.errors import NotFound, StorageError
 from storage.images import DEFAULT_MAX_SIDE, DecodePool, NormalisedImage
-from storage.inbox import InboxStore
+from storage.inbox import InboxStore, finish_requests
 from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
@@ -40,8 +39,10 @@ from storage.queries import (
 )
 from storage.schema import Chat, Conversation, Image, Turn, TurnImage, TurnMessage, User, utc_now
 from storage.sessions import Transactions
-from storage.turn_writes import NewTurn, append_turn_row, chat_of_turn, link_messages, mark_active
+from storage.turn_reads import QUESTION_OF_REQUEST, TURNS_OF_CONVERSATION, TURNS_OF_REQUEST
+from storage.turn_writes import NewTurn, append_turn_row, chat_of_turn, close_turn_row, link_messages, mark_active
 from storage.types import (
+    AskedQuestion,
     ChatInfo,
     ConversationRef,
     ImageInput,
@@ -58,19 +59,6 @@ T = TypeVar("T")
 TURN_LOADS = (
     selectinload(Turn.image_links).selectinload(TurnImage.image),
     selectinload(Turn.messages),
-)
-# The turn reads every message makes, built once and run with parameters (see storage.turn_writes).
-_TURN = select(Turn).where(Turn.id == bindparam("p_turn_id")).options(*TURN_LOADS)
-_TURNS_OF_CONVERSATION = (
-    select(Turn).where(Turn.conversation_id == bindparam("p_conversation_id")).order_by(Turn.position)
-    .options(*TURN_LOADS)
-)
-_TURNS_OF_REQUEST = (
-    select(Turn).where(Turn.inbox_item_id == bindparam("p_request_id")).order_by(Turn.conversation_id, Turn.position)
-    .options(*TURN_LOADS)
-)
-_QUESTION_OF_REQUEST = (
-    select(Turn).where(Turn.inbox_item_id == bindparam("p_request_id"), Turn.role == "user").options(*TURN_LOADS)
 )
 
 
@@ -201,9 +189,9 @@ class Store:
 
         async def work(session: AsyncSession) -> StoredTurn:
             if inbox_item_id is not None:
-                stored = await session.scalar(_QUESTION_OF_REQUEST, {"p_request_id": inbox_item_id})
-                if stored is not None:
-                    return convert.stored_turn(stored)
+                stored = await QUESTION_OF_REQUEST(session, {"p_request_id": inbox_item_id})
+                if stored:
+                    return stored[0]
             turn = await append_turn_row(
                 session, conversation_id, role="user", status=status, text=text, inbox_item_id=inbox_item_id
             )
@@ -220,6 +208,36 @@ class Store:
                 await session.flush()
             linked = await link_messages(session, turn.id, turn.chat_id, message_ids)
             return _stored_new_turn(turn, "user", status, text, images=tuple(shown), message_ids=linked)
+
+        return await self._write(work)
+
+    async def ask(
+        self, user: UserInfo, chat: ChatInfo, text: str, *, message_ids: Sequence[int] = (),
+        inbox_item_id: int | None = None,
+    ) -> AskedQuestion:
+        """A question without images, stored with what its answer needs to start, in one transaction:
+        `conversation_so_far`, `add_user_turn`, `chat_settings` and `open_assistant_turn` in one.
+        Once per request: the caller knows (`turns_for_request`) that its question is not stored yet."""
+
+        async def work(session: AsyncSession) -> AskedQuestion:
+            chat_settings = await record_user_and_chat(session, user, chat)
+            conversation = await active_conversation_row(session, chat.id, user.id)
+            history = await self._turns_of(session, conversation.id)
+            question = await append_turn_row(
+                session, conversation.id, role="user", status=TurnStatus.COMPLETE, text=text,
+                inbox_item_id=inbox_item_id,
+            )
+            linked = await link_messages(session, question.id, question.chat_id, message_ids)
+            answer = await append_turn_row(
+                session, conversation.id, role="assistant", status=TurnStatus.PENDING,
+                inbox_item_id=inbox_item_id, after=question,
+            )
+            return AskedQuestion(
+                conversation_id=conversation.id,
+                history=(*history, _stored_new_turn(question, "user", TurnStatus.COMPLETE, text, message_ids=linked)),
+                answer=_stored_new_turn(answer, "assistant", TurnStatus.PENDING, ""),
+                chat_settings=chat_settings,
+            )
 
         return await self._write(work)
 
@@ -252,31 +270,28 @@ class Store:
         time_to_first_token_s: float | None = None,
         total_s: float | None = None,
         message_ids: Sequence[int] | None = None,
-    ) -> StoredTurn:
+        replacing_links: bool = True,
+        finishes_request: int | None = None,
+    ) -> None:
         """Record how an assistant turn ended: its text, status, token counts and timings; with
-        `message_ids`, also that these are all its messages now (`link_messages(only=True)`)."""
+        `message_ids`, also that these are all its messages now (`link_messages(only=True)`; with
+        `replacing_links` False the caller knows the turn had none: they are only added); with
+        `finishes_request`, that inbox request is done, in the same transaction (`InboxStore.finish`)."""
+        values = dict(
+            status=TurnStatus(status), text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, time_to_first_token_s=time_to_first_token_s,
+            total_s=total_s, finished_at=utc_now(),
+        )
 
-        async def work(session: AsyncSession) -> StoredTurn:
-            turn = await session.scalar(_TURN, {"p_turn_id": turn_id})
-            if turn is None:
-                raise NotFound(f"turn {turn_id} does not exist")
-            turn.status = TurnStatus(status)
-            turn.text = text
-            turn.finish_reason = finish_reason
-            turn.prompt_tokens = prompt_tokens
-            turn.completion_tokens = completion_tokens
-            turn.time_to_first_token_s = time_to_first_token_s
-            turn.total_s = total_s
-            turn.finished_at = utc_now()
-            chat_id = await mark_active(session, turn.conversation_id)
-            await session.flush()
-            stored = convert.stored_turn(turn)
-            if message_ids is None or set(message_ids) == set(stored.message_ids):
-                return stored
-            linked = await link_messages(session, turn_id, chat_id, message_ids, only=True)
-            return dataclasses.replace(stored, message_ids=linked)
+        async def work(session: AsyncSession) -> None:
+            conversation_id = await close_turn_row(session, turn_id, values)
+            chat_id = await mark_active(session, conversation_id)
+            if message_ids is not None:
+                await link_messages(session, turn_id, chat_id, message_ids, only=replacing_links)
+            if finishes_request is not None:
+                await finish_requests(session, [finishes_request])
 
-        return await self._write(work)
+        await self._write(work)
 
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None:
         """Change only a turn's status (e.g. SUPERSEDED when /retry replaces an answer)."""
@@ -311,14 +326,12 @@ class Store:
 
     @staticmethod
     async def _turns_of(session: AsyncSession, conversation_id: int) -> list[StoredTurn]:
-        turns = await session.scalars(_TURNS_OF_CONVERSATION, {"p_conversation_id": conversation_id})
-        return [convert.stored_turn(turn) for turn in turns]
+        return await TURNS_OF_CONVERSATION(session, {"p_conversation_id": conversation_id})
 
     async def turns_for_request(self, inbox_item_id: int) -> list[StoredTurn]:
         """The turns written for one inbox request, in order (its question, its answer attempts)."""
         async with self._read() as session:
-            turns = await session.scalars(_TURNS_OF_REQUEST, {"p_request_id": inbox_item_id})
-            return [convert.stored_turn(turn) for turn in turns]
+            return await TURNS_OF_REQUEST(session, {"p_request_id": inbox_item_id})
 
     async def turn_for_message(self, chat_id: int, message_id: int) -> StoredTurn | None:
         """The turn (any user's) that a Telegram message in this chat belongs to."""

@@ -69,6 +69,16 @@ _APPEND_TURN = (
     )
     .returning(TURNS.c.id, TURNS.c.position)
 )
+_CLOSE_TURN = (
+    update(TURNS)
+    .where(TURNS.c.id == bindparam("p_turn_id"))
+    .values({
+        name: bindparam(f"p_{name}", type_=TURNS.c[name].type)
+        for name in ("status", "text", "finish_reason", "prompt_tokens", "completion_tokens",
+                     "time_to_first_token_s", "total_s", "finished_at")
+    })
+    .returning(TURNS.c.conversation_id)
+)
 _CHAT_OF_TURN = (
     select(CONVERSATIONS.c.chat_id)
     .join(TURNS, TURNS.c.conversation_id == CONVERSATIONS.c.id)
@@ -108,10 +118,12 @@ async def append_turn_row(
     status: TurnStatus,
     text: str = "",
     inbox_item_id: int | None = None,
+    after: NewTurn | None = None,
 ) -> NewTurn:
     """A new last turn in the conversation (two statements: the conversation marked active and
-    locked, then the turn inserted at the position after the last)."""
-    chat_id = await mark_active(session, conversation_id)
+    locked, then the turn inserted at the position after the last). `after`: the turn this
+    transaction appended just before, which marked and locked the conversation already."""
+    chat_id = after.chat_id if after is not None else await mark_active(session, conversation_id)
     created_at = utc_now()
     turn_id, position = (
         await session.execute(_APPEND_TURN, {
@@ -120,6 +132,17 @@ async def append_turn_row(
         })
     ).one()
     return NewTurn(turn_id, conversation_id, chat_id, position, created_at)
+
+
+async def close_turn_row(session: AsyncSession, turn_id: int, values: dict[str, Any]) -> int:
+    """Write how a turn ended (`values`: its status, text, counts, timings and finished_at); its
+    conversation's id. Raises NotFound."""
+    conversation_id = await session.scalar(
+        _CLOSE_TURN, {"p_turn_id": turn_id, **{f"p_{name}": value for name, value in values.items()}}
+    )
+    if conversation_id is None:
+        raise NotFound(f"turn {turn_id} does not exist")
+    return int(conversation_id)
 
 
 async def chat_of_turn(session: AsyncSession, turn_id: int) -> int:

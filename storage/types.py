@@ -89,6 +89,16 @@ class StoredTurn:
 
 
 @dataclass(frozen=True)
+class AskedQuestion:
+    """A question `Store.ask` stored, with what its answer needs to start, all from one transaction."""
+
+    conversation_id: int
+    history: tuple[StoredTurn, ...]  # the conversation's turns, the question last
+    answer: StoredTurn  # the answer's turn, opened PENDING
+    chat_settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StoreStats:
     users: int
     chats: int

@@ -5,8 +5,8 @@ import logging
 
 import pytest
 import telegram
-from telegram.request import HTTPXRequest
 
+from bot.bot_api_http import AiohttpRequest
 from bot.logging_setup import REDACTED, install_token_redaction
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
@@ -33,7 +33,7 @@ def redacted_logs():
 async def test_real_telegram_client_debug_logs_never_show_the_token(redacted_logs, caplog):
     caplog.set_level(logging.DEBUG)
     # Port 9 on loopback refuses connections at once: the client logs its request URL and then fails.
-    bot = telegram.Bot(TOKEN, base_url="http://127.0.0.1:9/bot", request=HTTPXRequest(connect_timeout=1))
+    bot = telegram.Bot(TOKEN, base_url="http://127.0.0.1:9/bot", request=AiohttpRequest(connect_timeout=1))
     with pytest.raises(telegram.error.NetworkError):
         await bot.get_me()
     logged = redacted_logs.getvalue() + caplog.text

@@ -7,8 +7,9 @@ from datetime import timedelta, timezone
 import pytest
 
 from storage.errors import NotFound
+from storage.schema import utc_now
 from storage.store import Store
-from storage.types import ChatInfo, ImageInput, TurnStatus, UserInfo
+from storage.types import ChatInfo, ImageInput, NewRequest, TurnStatus, UserInfo
 
 GROUP = -100777
 
@@ -41,7 +42,7 @@ async def test_assistant_turn_opens_pending_and_closes_with_its_metrics(store):
     await store.add_user_turn(conversation.id, "hi")
 
     opened = await store.open_assistant_turn(conversation.id)
-    closed = await store.close_assistant_turn(
+    await store.close_assistant_turn(
         opened.id,
         TurnStatus.COMPLETE,
         "Hello!",
@@ -53,8 +54,8 @@ async def test_assistant_turn_opens_pending_and_closes_with_its_metrics(store):
     )
 
     assert (opened.role, opened.status, opened.position) == ("assistant", TurnStatus.PENDING, 1)
-    history = await store.history(conversation.id)
-    assert history[1] == closed
+    closed = (await store.history(conversation.id))[1]
+    assert closed.id == opened.id
     assert (closed.text, closed.status, closed.finish_reason) == (
         "Hello!",
         TurnStatus.COMPLETE,
@@ -234,3 +235,46 @@ async def test_store_methods_refuse_to_run_before_start(database_url):
         await unstarted.active_conversation(1, 1)
     with pytest.raises(StorageError):
         await unstarted.stats()
+
+
+async def test_an_answers_close_can_mark_its_request_done_in_the_same_transaction(store):
+    conversation = await store.active_conversation(GROUP, 1)
+    asked = await store.inbox.add(NewRequest(
+        update_id=7, chat_id=GROUP, user_id=1, kind="question", payload={"text": "hi"}, received_at=utc_now(),
+    ))
+    await store.add_user_turn(conversation.id, "hi", message_ids=[70], inbox_item_id=asked.id)
+    answer = await store.open_assistant_turn(conversation.id, inbox_item_id=asked.id)
+
+    with pytest.raises(NotFound):  # nothing of a close that fails is kept: the request still waits
+        await store.close_assistant_turn(answer.id + 100, TurnStatus.COMPLETE, "Hello", finishes_request=asked.id)
+    assert (await store.inbox.oldest_waiting(GROUP, 1)).id == asked.id
+
+    await store.close_assistant_turn(
+        answer.id, TurnStatus.COMPLETE, "Hello", message_ids=[71], finishes_request=asked.id
+    )
+
+    assert await store.inbox.oldest_waiting(GROUP, 1) is None
+    [question, closed] = await store.turns_for_request(asked.id)
+    assert (question.text, question.message_ids) == ("hi", (70,))
+    assert (closed.text, closed.status, closed.message_ids) == ("Hello", TurnStatus.COMPLETE, (71,))
+
+
+async def test_a_question_is_stored_with_its_answers_turn_opened_and_the_chats_settings(store):
+    user = UserInfo(id=5, first_name="Ada", last_name=None, username="ada", language_code="en")
+    chat = ChatInfo(id=GROUP, type="supergroup", title="Lab", username=None)
+    await store.update_chat_settings(GROUP, max_new_tokens=40)
+    first = await store.ask(user, chat, "hello", message_ids=[11])
+    await store.close_assistant_turn(first.answer.id, TurnStatus.COMPLETE, "hi Ada")
+
+    second = await store.ask(user, chat, "and now?", message_ids=[13], inbox_item_id=9)
+
+    assert second.conversation_id == first.conversation_id
+    assert [(turn.role, turn.text) for turn in second.history] == [
+        ("user", "hello"), ("assistant", "hi Ada"), ("user", "and now?")
+    ]
+    assert second.history[-1].message_ids == (13,)
+    assert second.chat_settings == {"max_new_tokens": 40}
+    assert (second.answer.role, second.answer.status, second.answer.position) == ("assistant", TurnStatus.PENDING, 3)
+    stored = await store.history(second.conversation_id)
+    assert stored[2:] == [second.history[-1], second.answer]
+    assert [turn.id for turn in await store.turns_for_request(9)] == [second.history[-1].id, second.answer.id]
