@@ -29,6 +29,8 @@ from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bot.logging_setup import REDACTED, TOKEN_SHAPE
+
 # PTB's defaults for HTTPXRequest, kept (seconds; the pool's size as ApplicationBuilder gives it).
 CONNECTION_POOL_SIZE = 256
 READ_TIMEOUT_S = 5.0
@@ -105,10 +107,15 @@ class AiohttpRequest(BaseRequest):
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise TimedOut from error
         except aiohttp.ClientError as error:
-            raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
+            raise NetworkError(_without_token(f"aiohttp.{type(error).__name__}: {error}", url)) from error
 
     def _chosen(self, given: Any, kind: str) -> float | None:
         return self._timeouts[kind] if _unset(given) else given
+
+
+def _without_token(text: str, url: str) -> str:
+    """`text` without the call's URL, whose path holds the bot token (aiohttp quotes a URL it can't use)."""
+    return TOKEN_SHAPE.sub(REDACTED, text.replace(url, "<the Bot API URL>"))
 
 
 def _unset(value: Any) -> bool:

@@ -108,6 +108,19 @@ async def test_a_refused_connection_is_a_network_error():
     assert not isinstance(raised.value, TimedOut)
 
 
+@pytest.mark.parametrize("base", ["htp://api.example", "http://[::1", ""])
+async def test_a_url_aiohttp_cannot_use_fails_without_the_token_in_the_error(base):
+    request = AiohttpRequest()
+    await request.initialize()
+    try:
+        with pytest.raises(NetworkError) as raised:
+            await request.post(f"{base}/bot{TOKEN}/getMe")
+    finally:
+        await request.shutdown()
+    assert TOKEN not in str(raised.value) and TOKEN.split(":")[1] not in str(raised.value)
+    assert "Bot API URL" in str(raised.value)
+
+
 async def test_a_bot_api_that_does_not_answer_in_time_is_a_timeout():
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(30)
