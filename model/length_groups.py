@@ -57,7 +57,10 @@ class LengthGroups:
 
     def replace(self, old: RunningBatch, new: RunningBatch | None) -> None:
         """`old` became `new` (rows left; None when none is left)."""
-        self.batches = [new if each is old else each for each in self.batches if new is not None or each is not old]
+        if new is None:
+            self.remove(old)
+        else:
+            self.batches = [new if each is old else each for each in self.batches]
 
     def merge_close(self) -> None:
         """Merge groups whose lengths are now close (rows left), and the closest two while there are too many."""

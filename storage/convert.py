@@ -1,13 +1,12 @@
 """ORM rows → the frozen value objects in storage.types, so no session or row escapes the store.
 
-Each function expects the row's relationships to be loaded already (the store uses selectinload
-or builds the collections itself); a missing load raises instead of doing I/O.
+Turns are read straight into `StoredTurn`s with Core statements (storage.turn_reads), not through here.
 """
 
 from __future__ import annotations
 
-from storage.schema import Conversation, Image, InboxItem, Turn
-from storage.types import ConversationRef, StoredImage, StoredRequest, StoredTurn
+from storage.schema import Conversation, Image, InboxItem
+from storage.types import ConversationRef, StoredImage, StoredRequest
 
 
 def conversation_ref(row: Conversation) -> ConversationRef:
@@ -30,27 +29,6 @@ def stored_image(row: Image) -> StoredImage:
         height=row.height,
         file_unique_id=row.file_unique_id,
     )
-
-
-def stored_turn(row: Turn) -> StoredTurn:
-    return StoredTurn(
-        id=row.id,
-        conversation_id=row.conversation_id,
-        position=row.position,
-        role=row.role,
-        text=row.text,
-        status=row.status,
-        images=tuple(stored_image(link.image) for link in row.image_links),
-        message_ids=tuple(sorted(message.message_id for message in row.messages)),
-        finish_reason=row.finish_reason,
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        time_to_first_token_s=row.time_to_first_token_s,
-        total_s=row.total_s,
-        created_at=row.created_at,
-    )
-
-
 def stored_request(row: InboxItem) -> StoredRequest:
     return StoredRequest(
         id=row.id,

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from storage import chat_moves, cleanup, convert
 from storage.database import DEFAULT_LOCK_TIMEOUT_S, create_engine, erase_traces
@@ -37,9 +36,9 @@ from storage.queries import (
     record_user_and_chat,
     start_conversation,
 )
-from storage.schema import Chat, Conversation, Image, Turn, TurnImage, TurnMessage, User, utc_now
+from storage.schema import Chat, Conversation, Image, Turn, TurnImage, User, utc_now
 from storage.sessions import Transactions
-from storage.turn_reads import QUESTION_OF_REQUEST, TURNS_OF_CONVERSATION, TURNS_OF_REQUEST
+from storage.turn_reads import QUESTION_OF_REQUEST, TURN_OF_MESSAGE, TURNS_OF_CONVERSATION, TURNS_OF_REQUEST
 from storage.turn_writes import NewTurn, append_turn_row, chat_of_turn, close_turn_row, link_messages, mark_active
 from storage.types import (
     AskedQuestion,
@@ -56,10 +55,6 @@ from storage.types import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TURN_LOADS = (
-    selectinload(Turn.image_links).selectinload(TurnImage.image),
-    selectinload(Turn.messages),
-)
 
 
 class Store:
@@ -336,13 +331,8 @@ class Store:
     async def turn_for_message(self, chat_id: int, message_id: int) -> StoredTurn | None:
         """The turn (any user's) that a Telegram message in this chat belongs to."""
         async with self._read() as session:
-            turn = await session.scalar(
-                select(Turn)
-                .join(TurnMessage, TurnMessage.turn_id == Turn.id)
-                .where(TurnMessage.chat_id == chat_id, TurnMessage.message_id == message_id)
-                .options(*TURN_LOADS)
-            )
-            return None if turn is None else convert.stored_turn(turn)
+            turns = await TURN_OF_MESSAGE(session, {"p_chat_id": chat_id, "p_message_id": message_id})
+            return turns[0] if turns else None
 
     async def image_for_file(self, file_unique_id: str) -> StoredImage | None:
         """An image already stored under Telegram's file_unique_id, to skip a download."""

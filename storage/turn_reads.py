@@ -1,7 +1,7 @@
 """The turn reads every message makes, as SQLAlchemy Core statements that fill `StoredTurn`s directly.
 
-Each question reads its conversation's history, each request its own turns, each answer's close its
-turn. Loaded through the ORM (`selectinload` of a turn's images and messages), each read was four
+Each question reads its conversation's history, each request its own turns, each button press the turn
+of the message pressed. Loaded through the ORM (`selectinload` of a turn's images and messages), each read was four
 statements, and building, identity-mapping and then converting every row was most of the CPU a
 request cost. Here a read is three statements built once and run with parameters (as in
 `storage.turn_writes`): the turns, their messages and their images, each selected by the same
@@ -79,7 +79,12 @@ def _stored_turn(row: Any, images: Sequence[StoredImage], message_ids: Sequence[
     )
 
 
-TURN_BY_ID = TurnRead(TURNS.c.id == bindparam("p_turn_id"))
+TURN_OF_MESSAGE = TurnRead(
+    TURNS.c.id
+    == select(TURN_MESSAGES.c.turn_id)
+    .where(TURN_MESSAGES.c.chat_id == bindparam("p_chat_id"), TURN_MESSAGES.c.message_id == bindparam("p_message_id"))
+    .scalar_subquery()
+)
 TURNS_OF_CONVERSATION = TurnRead(TURNS.c.conversation_id == bindparam("p_conversation_id"), TURNS.c.position)
 TURNS_OF_REQUEST = TurnRead(
     TURNS.c.inbox_item_id == bindparam("p_request_id"), TURNS.c.conversation_id, TURNS.c.position

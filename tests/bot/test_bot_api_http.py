@@ -96,29 +96,29 @@ async def test_a_redirect_is_not_followed():
     assert followed == []
 
 
-async def test_a_refused_connection_is_a_network_error():
-    request = AiohttpRequest(connect_timeout=1)
+async def _error_of_call(url: str, **options) -> NetworkError:
+    """The error PTB's call to `url` raises through an `AiohttpRequest(**options)`."""
+    request = AiohttpRequest(**options)
     await request.initialize()
     try:
-        # Port 9 on loopback refuses connections at once.
         with pytest.raises(NetworkError) as raised:
-            await request.post(f"http://127.0.0.1:9/bot{TOKEN}/getMe")
+            await request.post(url)
     finally:
         await request.shutdown()
-    assert not isinstance(raised.value, TimedOut)
+    return raised.value
+
+
+async def test_a_refused_connection_is_a_network_error():
+    # Port 9 on loopback refuses connections at once.
+    error = await _error_of_call(f"http://127.0.0.1:9/bot{TOKEN}/getMe", connect_timeout=1)
+    assert not isinstance(error, TimedOut)
 
 
 @pytest.mark.parametrize("base", ["htp://api.example", "http://[::1", ""])
 async def test_a_url_aiohttp_cannot_use_fails_without_the_token_in_the_error(base):
-    request = AiohttpRequest()
-    await request.initialize()
-    try:
-        with pytest.raises(NetworkError) as raised:
-            await request.post(f"{base}/bot{TOKEN}/getMe")
-    finally:
-        await request.shutdown()
-    assert TOKEN not in str(raised.value) and TOKEN.split(":")[1] not in str(raised.value)
-    assert "Bot API URL" in str(raised.value)
+    error = await _error_of_call(f"{base}/bot{TOKEN}/getMe")
+    assert TOKEN not in str(error) and TOKEN.split(":")[1] not in str(error)
+    assert "Bot API URL" in str(error)
 
 
 async def test_a_bot_api_that_does_not_answer_in_time_is_a_timeout():
