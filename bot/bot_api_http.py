@@ -10,8 +10,11 @@ on) keeps idle connections per host and takes one at once, and parses HTTP in C.
 builds every request and reads every answer.
 
 It behaves as PTB's httpx client did where a deployment would notice: proxies from the environment
-(HTTPS_PROXY and the like) are used, certificates are checked against certifi's bundle, redirects
-are not followed. The errors are PTB's, as `HTTPXRequest` raises them: a timeout (of the pool, the connection or a
+(HTTPS_PROXY, NO_PROXY and the like) are used, read once when the client starts as httpx reads
+them (aiohttp's own `trust_env` looks them up, and reads ~/.netrc, in a thread for every request:
+two thread hand-offs per answer), certificates are checked against certifi's bundle, redirects are
+not followed. Parameters go form-encoded, as PTB's client sends them, encoded once here rather than
+through aiohttp's general form builder. The errors are PTB's, as `HTTPXRequest` raises them: a timeout (of the pool, the connection or a
 read) is `TimedOut`, any other failure of the connection `NetworkError`, so `bot.delivery` judges
 them as before. aiohttp has no timeout for writing a request alone, so each call as a whole is
 also bounded by the sum of its timeouts.
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import urllib.request
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import certifi
@@ -38,12 +43,14 @@ WRITE_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 POOL_TIMEOUT_S = 1.0
 MEDIA_WRITE_TIMEOUT_S = 20.0
+FORM_ENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
+Proxy = dict[str, Any]  # the proxy arguments of one aiohttp request: none, or proxy and proxy_auth
 
 
 class AiohttpRequest(BaseRequest):
     """PTB's Bot API requests made with one aiohttp session (see the module docstring)."""
 
-    __slots__ = ("_pool_size", "_timeouts", "_media_write_timeout", "_session")
+    __slots__ = ("_pool_size", "_timeouts", "_media_write_timeout", "_session", "_proxies", "_proxy_of_host")
 
     def __init__(
         self,
@@ -60,6 +67,8 @@ class AiohttpRequest(BaseRequest):
                           "pool": pool_timeout}  # fmt: skip
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str] = {}  # scheme → proxy URL, from the environment at the start
+        self._proxy_of_host: dict[tuple[str, str], Proxy] = {}
 
     @property
     def read_timeout(self) -> float | None:
@@ -72,8 +81,9 @@ class AiohttpRequest(BaseRequest):
                     limit=self._pool_size, ssl=ssl.create_default_context(cafile=certifi.where())
                 ),
                 headers={"User-Agent": self.USER_AGENT},
-                trust_env=True,
             )
+            self._proxies = urllib.request.getproxies()
+            self._proxy_of_host = {}
 
     async def shutdown(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -101,7 +111,8 @@ class AiohttpRequest(BaseRequest):
         try:
             async with asyncio.timeout(_sum(pool, connect, write, read)):
                 async with self._session.request(
-                    method, url, data=_body(request_data), timeout=timeout, allow_redirects=False
+                    method, url, **_body(request_data), **self._proxy_for(url), timeout=timeout,
+                    allow_redirects=False,
                 ) as response:
                     return response.status, await response.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
@@ -112,10 +123,36 @@ class AiohttpRequest(BaseRequest):
     def _chosen(self, given: Any, kind: str) -> float | None:
         return self._timeouts[kind] if _unset(given) else given
 
+    def _proxy_for(self, url: str) -> Proxy:
+        """The environment's proxy for the URL's scheme (its credentials apart, as aiohttp wants
+        them), unless NO_PROXY names the URL's host."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return {}  # aiohttp refuses the URL too, and says why
+        host = (parts.scheme, parts.hostname or "")
+        if host not in self._proxy_of_host:
+            proxy = self._proxies.get(parts.scheme)
+            if proxy is None or urllib.request.proxy_bypass_environment(host[1], self._proxies):
+                self._proxy_of_host[host] = {}
+            else:
+                self._proxy_of_host[host] = _proxy_arguments(proxy)
+        return self._proxy_of_host[host]
+
 
 def _without_token(text: str, url: str) -> str:
     """`text` without the call's URL, whose path holds the bot token (aiohttp quotes a URL it can't use)."""
     return TOKEN_SHAPE.sub(REDACTED, text.replace(url, "<the Bot API URL>"))
+
+
+def _proxy_arguments(proxy: str) -> Proxy:
+    """aiohttp's arguments for a proxy URL: the address, and the credentials it holds apart."""
+    parts = urlsplit(proxy)
+    address = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    if parts.username is None:
+        return {"proxy": address}
+    return {"proxy": address,
+            "proxy_auth": aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))}
 
 
 def _unset(value: Any) -> bool:
@@ -127,15 +164,16 @@ def _sum(*timeouts: float | None) -> float | None:
     return None if any(timeout is None for timeout in timeouts) else sum(timeouts)  # type: ignore[arg-type]
 
 
-def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
-    """The parameters form-encoded, as PTB sends them; multipart when files are uploaded."""
+def _body(request_data: RequestData | None) -> dict[str, Any]:
+    """The request's body arguments: the parameters form-encoded, as PTB sends them; multipart
+    when files are uploaded."""
     if request_data is None:
-        return None
+        return {}
     if not request_data.contains_files:
-        return request_data.json_parameters
+        return {"data": request_data.url_encoded_parameters().encode(), "headers": FORM_ENCODED}
     form = aiohttp.FormData()
     for name, value in request_data.json_parameters.items():
         form.add_field(name, value)
     for name, (filename, content, mime_type) in request_data.multipart_data.items():
         form.add_field(name, content, filename=filename, content_type=mime_type)
-    return form
+    return {"data": form}

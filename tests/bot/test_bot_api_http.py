@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 import telegram
@@ -135,3 +136,56 @@ async def test_a_bot_api_that_does_not_answer_in_time_is_a_timeout():
     finally:
         await request.shutdown()
         server.close()
+
+
+def _only_proxy_settings(monkeypatch, **values: str) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+async def test_calls_go_through_the_environments_proxy_with_its_credentials(monkeypatch):
+    relayed: list[tuple[str, str | None]] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        relayed.append((str(request.url), request.headers.get("Proxy-Authorization")))
+        return web.json_response({"ok": True, "result": SENT})
+
+    runner, root = await _serve(proxy)
+    _only_proxy_settings(monkeypatch, http_proxy=root.replace("http://", "http://relay:s%40cret@"))
+    try:
+        # The Bot API's host does not resolve: only the proxy can have answered.
+        async with telegram.Bot(TOKEN, base_url="http://api.telegram.invalid/bot", request=AiohttpRequest()) as bot:
+            sent = await bot.send_message(5, "hi")
+    finally:
+        await runner.cleanup()
+
+    assert sent.message_id == 7
+    url, credentials = relayed[-1]
+    assert url == f"http://api.telegram.invalid/bot{TOKEN}/sendMessage"
+    assert credentials == "Basic " + base64.b64encode(b"relay:s@cret").decode()
+
+
+async def test_a_host_named_in_no_proxy_is_reached_directly(monkeypatch):
+    relayed: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        relayed.append(str(request.url))
+        return web.json_response({"ok": True, "result": SENT})
+
+    proxy_runner, proxy_root = await _serve(proxy)
+    bot_api_runner, bot_api_root = await _serve(lambda request: _sent())
+    _only_proxy_settings(monkeypatch, http_proxy=proxy_root, no_proxy="127.0.0.1")
+    try:
+        async with telegram.Bot(TOKEN, base_url=f"{bot_api_root}/bot", request=AiohttpRequest()) as bot:
+            sent = await bot.send_message(5, "hi")
+    finally:
+        await proxy_runner.cleanup()
+        await bot_api_runner.cleanup()
+    assert sent.message_id == 7 and relayed == []
+
+
+async def _sent() -> web.Response:
+    return web.json_response({"ok": True, "result": SENT})
