@@ -1,20 +1,22 @@
 """Session-level building blocks the Store composes into transactions.
 
-Each takes an open Session inside a transaction and neither commits nor opens sessions;
-keeping them here leaves store.py a readable list of what each public method does.
+Each is a plain function of an open Session inside a transaction (`storage.sessions` runs them,
+on any database) and neither commits nor opens sessions; keeping them here leaves store.py a
+readable list of what each public method does.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from storage.convert import conversation_ref
 from storage.images import NormalisedImage
 from storage.schema import Chat, Conversation, Image, Turn, User, utc_now
 from storage.turn_writes import upsert
-from storage.types import ChatInfo, StoreStats, TurnStatus, UserInfo
+from storage.types import ChatInfo, ConversationRef, StoreStats, TurnStatus, UserInfo
 
 Row = TypeVar("Row", User, Chat)
 
@@ -31,10 +33,11 @@ def open_conversation(chat_id: int, user_id: int) -> Select[tuple[Conversation]]
     return select(Conversation).where(is_open_conversation(chat_id, user_id))
 
 
-# Built once, run with parameters (see storage.turn_writes): every question looks it up.
-_OPEN_CONVERSATION = select(Conversation).where(
-    Conversation.chat_id == bindparam("p_chat_id"), Conversation.user_id == bindparam("p_user_id"),
-    Conversation.closed_at.is_(None),
+CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
+# Built once, run with parameters (see storage.turn_writes): every question looks it up, in Core.
+_OPEN_CONVERSATION = select(CONVERSATIONS).where(
+    CONVERSATIONS.c.chat_id == bindparam("p_chat_id"), CONVERSATIONS.c.user_id == bindparam("p_user_id"),
+    CONVERSATIONS.c.closed_at.is_(None),
 )
 
 
@@ -69,16 +72,16 @@ def _record_statement(session: Session, table: Any, refreshed: tuple[str, ...]) 
     return _RECORD[key]
 
 
-def active_conversation_row(session: Session, chat_id: int, user_id: int) -> Conversation:
+def find_or_start_conversation(session: Session, chat_id: int, user_id: int) -> ConversationRef:
     """The user's open conversation in the chat, started if there is none."""
     conversation = {"p_chat_id": chat_id, "p_user_id": user_id}
-    open_one = session.scalar(_OPEN_CONVERSATION, conversation)
+    open_one = session.execute(_OPEN_CONVERSATION, conversation).one_or_none()
     if open_one is None:
         lock_user(session, user_id)
-        open_one = session.scalar(_OPEN_CONVERSATION, conversation)
+        open_one = session.execute(_OPEN_CONVERSATION, conversation).one_or_none()
     if open_one is None:
-        open_one = start_conversation(session, chat_id, user_id)
-    return open_one
+        return conversation_ref(start_conversation(session, chat_id, user_id))
+    return conversation_ref(open_one)  # type: ignore[arg-type]
 
 
 def lock_user(session: Session, user_id: int) -> None:

@@ -25,8 +25,8 @@ from storage.inbox import InboxStore, finish_requests
 from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
-    active_conversation_row,
     count_rows,
+    find_or_start_conversation,
     get_or_add_placeholder,
     image_row,
     is_open_conversation,
@@ -38,7 +38,7 @@ from storage.queries import (
 from storage.schema import Chat, Conversation, Image, Turn, TurnImage, User, utc_now
 from storage.sessions import Transactions
 from storage.turn_reads import QUESTION_OF_REQUEST, TURN_OF_MESSAGE, TURNS_OF_CONVERSATION, TURNS_OF_REQUEST
-from storage.turn_writes import NewTurn, append_turn_row, chat_of_turn, close_turn_row, link_messages, mark_active
+from storage.turn_writes import append_turn_row, chat_of_turn, close_turn_row, link_messages, mark_active
 from storage.types import (
     AskedQuestion,
     ChatInfo,
@@ -53,7 +53,6 @@ from storage.types import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
 
 
 class Store:
@@ -121,7 +120,7 @@ class Store:
         """The open conversation of this user in this chat, started if there is none."""
 
         def work(session: Session) -> ConversationRef:
-            return convert.conversation_ref(active_conversation_row(session, chat_id, user_id))
+            return find_or_start_conversation(session, chat_id, user_id)
 
         return await self._write(work)
 
@@ -133,8 +132,8 @@ class Store:
 
         def work(session: Session) -> tuple[ConversationRef, list[StoredTurn]]:
             record_user_and_chat(session, user, chat)
-            conversation = active_conversation_row(session, chat.id, user.id)
-            return convert.conversation_ref(conversation), self._turns_of(session, conversation.id)
+            conversation = find_or_start_conversation(session, chat.id, user.id)
+            return conversation, self._turns_of(session, conversation.id)
 
         return await self._write(work)
 
@@ -204,7 +203,7 @@ class Store:
             if shown:
                 session.flush()
             linked = link_messages(session, turn.id, turn.chat_id, message_ids)
-            return _stored_new_turn(turn, "user", status, text, images=tuple(shown), message_ids=linked)
+            return turn.stored(images=tuple(shown), message_ids=linked)
 
         return await self._write(work)
 
@@ -218,7 +217,7 @@ class Store:
 
         def work(session: Session) -> AskedQuestion:
             chat_settings = record_user_and_chat(session, user, chat)
-            conversation = active_conversation_row(session, chat.id, user.id)
+            conversation = find_or_start_conversation(session, chat.id, user.id)
             history = self._turns_of(session, conversation.id)
             question = append_turn_row(
                 session, conversation.id, role="user", status=TurnStatus.COMPLETE, text=text,
@@ -231,8 +230,8 @@ class Store:
             )
             return AskedQuestion(
                 conversation_id=conversation.id,
-                history=(*history, _stored_new_turn(question, "user", TurnStatus.COMPLETE, text, message_ids=linked)),
-                answer=_stored_new_turn(answer, "assistant", TurnStatus.PENDING, ""),
+                history=(*history, question.stored(message_ids=linked)),
+                answer=answer.stored(),
                 chat_settings=chat_settings,
             )
 
@@ -251,7 +250,7 @@ class Store:
             turn = append_turn_row(
                 session, conversation_id, role="assistant", status=TurnStatus.PENDING, inbox_item_id=inbox_item_id
             )
-            return _stored_new_turn(turn, "assistant", TurnStatus.PENDING, "")
+            return turn.stored()
 
         return await self._write(work)
 
@@ -423,18 +422,3 @@ class Store:
     async def _write(self, work: Callable[[Session], T]) -> T:
         return await self._started().write(work)
 
-
-def _stored_new_turn(
-    turn: NewTurn,
-    role: str,
-    status: TurnStatus,
-    text: str,
-    *,
-    images: tuple[StoredImage, ...] = (),
-    message_ids: tuple[int, ...] = (),
-) -> StoredTurn:
-    """A turn `append_turn_row` just wrote, as the store hands turns out."""
-    return StoredTurn(
-        id=turn.id, conversation_id=turn.conversation_id, position=turn.position, role=role, text=text,
-        status=TurnStatus(status), images=images, message_ids=message_ids, created_at=turn.created_at,
-    )

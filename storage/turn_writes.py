@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.schema import Conversation, Turn, TurnMessage, utc_now
-from storage.types import TurnStatus
+from storage.types import StoredImage, StoredTurn, TurnStatus
 
 CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
 TURNS: Table = Turn.__table__  # type: ignore[assignment]
@@ -40,6 +40,17 @@ class NewTurn:
     chat_id: int
     position: int
     created_at: datetime
+    role: str
+    status: TurnStatus
+    text: str
+
+    def stored(self, *, images: tuple[StoredImage, ...] = (), message_ids: tuple[int, ...] = ()) -> StoredTurn:
+        """The turn as the store hands turns out, with the images and messages linked to it."""
+        return StoredTurn(
+            id=self.id, conversation_id=self.conversation_id, position=self.position, role=self.role,
+            text=self.text, status=self.status, images=images, message_ids=message_ids,
+            created_at=self.created_at,
+        )
 
 
 def upsert(session: Session, table: Table) -> Any:
@@ -131,7 +142,7 @@ def append_turn_row(
             "p_status": TurnStatus(status), "p_now": created_at, "p_inbox_item_id": inbox_item_id,
         })
     ).one()
-    return NewTurn(turn_id, conversation_id, chat_id, position, created_at)
+    return NewTurn(turn_id, conversation_id, chat_id, position, created_at, role, TurnStatus(status), text)
 
 
 def close_turn_row(session: Session, turn_id: int, values: dict[str, Any]) -> int:
