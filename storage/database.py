@@ -48,7 +48,8 @@ CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
 READ_ONLY_OPTION = "idefics_read_only"
 
 
-# People paste the URLs they know; the URL names an async driver, so the plain dialects get theirs.
+# People paste the URLs they know; DATABASE_URL names an async driver (the store's SQLite engine
+# swaps in pysqlite itself), so the plain dialects get theirs.
 ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
@@ -64,7 +65,9 @@ def with_async_driver(database_url: str) -> URL:
     return url
 
 
-def create_engine(database_url: str = DEFAULT_DATABASE_URL, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> AsyncEngine:
+def create_engine(
+    database_url: str = DEFAULT_DATABASE_URL, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+) -> AsyncEngine:
     """An async engine for the URL (a SQLite file waits for a lock inside its driver's thread, up to
     the lock timeout); a SQLite file (and its folder) is created private if missing."""
     url = with_async_driver(database_url)
