@@ -1,4 +1,5 @@
-"""ORM rows → the frozen value objects in storage.types, so no session or row escapes the store.
+"""Rows (ORM objects, or Core rows of the same columns) → the frozen value objects in storage.types,
+so no session or row escapes the store.
 
 Turns are read straight into `StoredTurn`s with Core statements (storage.turn_reads), not through here.
 """

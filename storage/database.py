@@ -1,5 +1,9 @@
 """Engine setup: the only place that knows which database dialect is behind the URL.
 
+The store's transactions run on `create_store_engine`'s engine: for SQLite a synchronous one called
+on the event loop's thread (`storage.sqlite_driver`), for other databases the async engine that
+`create_engine` makes (and the schema upgrade uses for every database).
+
 SQLite gets WAL, foreign keys, `secure_delete` and a busy timeout on every connection, and
 SQLAlchemy (not the sqlite3 driver) emits BEGIN: write transactions start with BEGIN IMMEDIATE so
 they take the write lock up front and queue on the busy timeout. A deferred transaction that reads
@@ -23,11 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
 
-from storage.sqlite_driver import BLOCKING_BUSY_WAIT_MS, loop_thread_connector
+from storage.sqlite_driver import BLOCKING_BUSY_WAIT_MS, loop_thread_engine
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +42,14 @@ PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 CHECKPOINT_ATTEMPTS = 20
 CHECKPOINT_RETRY_S = 0.1
+CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
 
 # Execution option that marks a read-only session; its transactions begin deferred on SQLite.
 READ_ONLY_OPTION = "idefics_read_only"
 
 
-# People paste the URLs they know; the engine is async, so the plain dialects get their async driver.
+# People paste the URLs they know; DATABASE_URL names an async driver (the store's SQLite engine
+# swaps in pysqlite itself), so the plain dialects get theirs.
 ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
@@ -59,16 +66,10 @@ def with_async_driver(database_url: str) -> URL:
 
 
 def create_engine(
-    database_url: str = DEFAULT_DATABASE_URL,
-    *,
-    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
-    on_loop_thread: bool = False,
+    database_url: str = DEFAULT_DATABASE_URL, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
 ) -> AsyncEngine:
-    """An async engine for the URL; a SQLite file (and its folder) is created private if missing.
-
-    `on_loop_thread`: SQLite's calls run on the event loop's thread (`storage.sqlite_driver`), and a
-    lock held by another program is only waited for briefly inside a call: for an engine whose
-    writes go through `storage.sessions.Transactions`, which waits for the rest asynchronously."""
+    """An async engine for the URL (a SQLite file waits for a lock inside its driver's thread, up to
+    the lock timeout); a SQLite file (and its folder) is created private if missing."""
     url = with_async_driver(database_url)
     if url.get_backend_name() != "sqlite":
         connect_args: dict[str, Any] = {}
@@ -76,51 +77,82 @@ def create_engine(
             connect_args["server_settings"] = {"lock_timeout": str(int(lock_timeout_s * 1000))}
         return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
     _prepare_private_sqlite_file(url)
-    if on_loop_thread:
-        engine = create_async_engine(url, async_creator=loop_thread_connector(url))
-        # WAL stays set in the file (the upgrade's engine set it); asking again takes a lock that
-        # another program may hold, and a new connection would then fail after the short wait.
-        _configure_sqlite(engine, busy_timeout_ms=BLOCKING_BUSY_WAIT_MS, set_wal=False)
-    else:
-        engine = create_async_engine(url, connect_args={"timeout": lock_timeout_s})
-        _configure_sqlite(engine, busy_timeout_ms=int(lock_timeout_s * 1000))
+    engine = create_async_engine(url, connect_args={"timeout": lock_timeout_s})
+    _configure_sqlite(engine.sync_engine, busy_timeout_ms=int(lock_timeout_s * 1000))
     return engine
 
 
-async def erase_traces(engine: AsyncEngine) -> bool:
+def create_store_engine(
+    database_url: str = DEFAULT_DATABASE_URL, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+) -> Engine | AsyncEngine:
+    """The engine for `storage.sessions.Transactions`: for SQLite a synchronous one, called on the
+    event loop's thread, whose calls wait for another program's lock only briefly
+    (`storage.sqlite_driver`; `Transactions` waits for the rest asynchronously); `create_engine`'s
+    async engine for other databases."""
+    url = with_async_driver(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(database_url, lock_timeout_s=lock_timeout_s)
+    _prepare_private_sqlite_file(url)
+    engine = loop_thread_engine(url)
+    # WAL stays set in the file (the upgrade's engine set it); asking again takes a lock that
+    # another program may hold, and a new connection would then fail after the short wait.
+    _configure_sqlite(engine, busy_timeout_ms=BLOCKING_BUSY_WAIT_MS, set_wal=False)
+    return engine
+
+
+async def dispose(engine: Engine | AsyncEngine) -> None:
+    """Close the engine's pooled connections."""
+    if isinstance(engine, AsyncEngine):
+        await engine.dispose()
+    else:
+        engine.dispose()
+
+
+async def erase_traces(engine: Engine | AsyncEngine) -> bool:
     """After a delete: leave no readable copy of the deleted rows in any database file. On SQLite
     that is a TRUNCATE checkpoint (retried while readers hold old snapshots); True once it went
     through. Other databases keep no such files of ours (see the README's Reliability section)."""
     if engine.dialect.name != "sqlite":
         return True
     for _ in range(CHECKPOINT_ATTEMPTS):
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            busy = await _checkpoint(raw)
-        if not busy:
-            return True
-        await asyncio.sleep(CHECKPOINT_RETRY_S)
+        if await _checkpoint_was_busy(engine):
+            await asyncio.sleep(CHECKPOINT_RETRY_S)
+            continue
+        return True
     log.warning("could not checkpoint the write-ahead log after an erasure (the database is busy)")
     return False
 
 
-async def _checkpoint(raw: Any) -> bool:
-    """Run the checkpoint on the driver connection, outside any transaction; True if it was busy."""
-    cursor = await raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    try:
-        busy, _, _ = await cursor.fetchone()
-    finally:
-        await cursor.close()
+async def _checkpoint_was_busy(engine: Engine | AsyncEngine) -> bool:
+    """Run the checkpoint on a driver connection, outside any transaction; True if it was busy."""
+    if isinstance(engine, AsyncEngine):
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            cursor = await raw.driver_connection.execute(CHECKPOINT)  # type: ignore[union-attr]
+            try:
+                busy, _, _ = await cursor.fetchone()
+            finally:
+                await cursor.close()
+    else:
+        with engine.connect() as connection:
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                busy, _, _ = cursor.execute(CHECKPOINT).fetchone()
+            finally:
+                cursor.close()
     return bool(busy)
 
 
-def sessionmakers(engine: AsyncEngine) -> tuple[async_sessionmaker, async_sessionmaker]:
-    """(writer, reader) session factories; use the reader for transactions that never write."""
-    writer = async_sessionmaker(engine, expire_on_commit=False)
-    reader = async_sessionmaker(
-        engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
-    )
-    return writer, reader
+def sessionmakers(
+    engine: Engine | AsyncEngine,
+) -> tuple[sessionmaker[Session], sessionmaker[Session]] | tuple[async_sessionmaker, async_sessionmaker]:
+    """(writer, reader) session factories, sync or async as the engine is; use the reader for
+    transactions that never write."""
+    reader_engine = engine.execution_options(**{READ_ONLY_OPTION: True})
+    if isinstance(engine, AsyncEngine):
+        return (async_sessionmaker(engine, expire_on_commit=False),
+                async_sessionmaker(reader_engine, expire_on_commit=False))
+    return sessionmaker(engine, expire_on_commit=False), sessionmaker(reader_engine, expire_on_commit=False)
 
 
 def is_sqlite(connection: Connection) -> bool:
@@ -172,8 +204,8 @@ def _prepare_private_sqlite_file(url: URL) -> None:
             os.chmod(file, PRIVATE_FILE)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int, set_wal: bool = True) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, set_wal: bool = True) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # Hand BEGIN over to SQLAlchemy (the documented recipe), then set per-connection pragmas.
         dbapi_connection.isolation_level = None
@@ -188,7 +220,7 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int, set_wal: boo
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get(READ_ONLY_OPTION):
             connection.exec_driver_sql("BEGIN")

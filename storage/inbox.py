@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.convert import stored_request
 from storage.group_commit import GroupCommit
@@ -53,39 +53,36 @@ class InboxStore:
         return await self._adding.add(request)
 
     async def _add_all(self, requests: Sequence[NewRequest]) -> list[StoredRequest | None]:
-        async def work(session: AsyncSession) -> list[StoredRequest | None]:
-            seen = set(await session.scalars(
-                select(InboxItem.update_id).where(InboxItem.update_id.in_([r.update_id for r in requests]))
-            ))
-            rows: list[InboxItem | None] = []
+        def work(session: Session) -> list[StoredRequest | None]:
+            seen = set(session.scalars(_STORED_UPDATES, {"p_update_ids": [r.update_id for r in requests]}))
+            new: list[dict[str, Any]] = []
             for request in requests:
                 if request.update_id in seen:
-                    rows.append(None)  # stored before, or twice in this batch
-                    continue
+                    continue  # stored before, or twice in this batch
                 seen.add(request.update_id)
-                rows.append(InboxItem(
-                    update_id=request.update_id, chat_id=request.chat_id, user_id=request.user_id,
-                    kind=request.kind, payload=request.payload, media_group_id=request.media_group_id,
-                    received_at=request.received_at, status=InboxStatus.PENDING, outbox=[],
-                ))
-            session.add_all([row for row in rows if row is not None])
-            await session.flush()
-            return [None if row is None else stored_request(row) for row in rows]
+                new.append({
+                    "update_id": request.update_id, "chat_id": request.chat_id, "user_id": request.user_id,
+                    "kind": request.kind, "payload": request.payload, "media_group_id": request.media_group_id,
+                    "received_at": request.received_at, "status": InboxStatus.PENDING, "outbox": [],
+                })
+            stored = {row.update_id: row for row in session.execute(_ADD, new)} if new else {}
+            added = [stored.pop(request.update_id, None) for request in requests]  # a twice-sent one once
+            return [None if row is None else stored_request(row) for row in added]
 
         return await self._transactions.write(work)
 
     async def oldest_waiting(self, chat_id: int, user_id: int) -> StoredRequest | None:
         """The conversation's oldest request that is not done (the next to work on, ready or not)."""
-        async with self._transactions.read() as session:
-            return await _oldest(session, chat_id, user_id)
+        return await self._transactions.read(lambda session: _oldest(session, chat_id, user_id))
 
     async def album(self, chat_id: int, media_group_id: str) -> list[StoredRequest]:
         """The waiting items of one album, in the order they were received."""
-        async with self._transactions.read() as session:
-            rows = await session.scalars(
-                _waiting(InboxItem.chat_id == chat_id, InboxItem.media_group_id == media_group_id)
-            )
+
+        def work(session: Session) -> list[StoredRequest]:
+            rows = session.scalars(_waiting(InboxItem.chat_id == chat_id, InboxItem.media_group_id == media_group_id))
             return [stored_request(row) for row in rows]
+
+        return await self._transactions.read(work)
 
     async def finish(self, request_ids: Sequence[int]) -> None:
         """Done: what the person sent is kept in their conversation, not here; only ids remain."""
@@ -105,30 +102,36 @@ class InboxStore:
     async def waiting_count(self) -> int:
         """Requests not done and not being worked on, in every process: each live claim is one
         conversation with one request in hand."""
-        async with self._transactions.read() as session:
-            not_done = await session.scalar(
+
+        def work(session: Session) -> int:
+            not_done = session.scalar(
                 select(func.count()).select_from(InboxItem).where(InboxItem.status.in_(NOT_DONE))
             )
-            in_hand = await session.scalar(
+            in_hand = session.scalar(
                 select(func.count()).select_from(InboxClaim).where(InboxClaim.expires_at > utc_now())
             )
             return max(0, (not_done or 0) - (in_hand or 0))
+
+        return await self._transactions.read(work)
 
     async def ready_conversations(self, holder: str) -> list[tuple[int, int]]:
         """(chat id, user id) of conversations whose oldest waiting request may be worked on now
         and that no other live process has claimed."""
         now = utc_now()
-        async with self._transactions.read() as session:
-            rows = await session.execute(
+
+        def work(session: Session) -> tuple[list[Any], set[tuple[int, int]]]:
+            rows = session.execute(
                 select(InboxItem.chat_id, InboxItem.user_id, InboxItem.retry_at)
                 .where(InboxItem.status.in_(NOT_DONE))
                 .order_by(InboxItem.update_id)
-            )
-            claims = await session.execute(
+            ).all()
+            claims = session.execute(
                 select(InboxClaim.chat_id, InboxClaim.user_id)
                 .where(InboxClaim.expires_at > now, InboxClaim.holder != holder)
             )
-            claimed = {(chat_id, user_id) for chat_id, user_id in claims}
+            return rows, {(chat_id, user_id) for chat_id, user_id in claims}
+
+        rows, claimed = await self._transactions.read(work)
         oldest: dict[tuple[int, int], datetime | None] = {}
         for chat_id, user_id, retry_at in rows:
             oldest.setdefault((chat_id, user_id), retry_at)
@@ -141,8 +144,8 @@ class InboxStore:
         """Forget done requests finished before `older_than` ago (Telegram redelivers for a day)."""
         cutoff = utc_now() - older_than
 
-        async def work(session: AsyncSession) -> int:
-            result = await session.execute(
+        def work(session: Session) -> int:
+            result = session.execute(
                 delete(InboxItem).where(InboxItem.status == InboxStatus.DONE, InboxItem.done_at < cutoff)
             )
             return result.rowcount  # type: ignore[attr-defined,no-any-return]
@@ -150,8 +153,8 @@ class InboxStore:
         return await self._transactions.write(work)
 
     async def _update(self, request_ids: Sequence[int], **values: Any) -> None:
-        async def work(session: AsyncSession) -> None:
-            await session.execute(
+        def work(session: Session) -> None:
+            session.execute(
                 update(InboxItem)
                 .where(InboxItem.id.in_(list(request_ids)))
                 .values(**values)
@@ -173,21 +176,21 @@ class InboxStore:
         """`claim`, and if it was taken, the conversation's `oldest_waiting` request and the turns
         stored for it (`Store.turns_for_request`), in one transaction."""
 
-        async def work(session: AsyncSession) -> tuple[bool, StoredRequest | None, list[StoredTurn]]:
-            if not await _claim(session, chat_id, user_id, holder, lease):
+        def work(session: Session) -> tuple[bool, StoredRequest | None, list[StoredTurn]]:
+            if not _claim(session, chat_id, user_id, holder, lease):
                 return False, None, []
-            request = await _oldest(session, chat_id, user_id)
+            request = _oldest(session, chat_id, user_id)
             if request is None:
                 return True, None, []
-            return True, request, await TURNS_OF_REQUEST(session, {"p_request_id": request.id})
+            return True, request, TURNS_OF_REQUEST(session, {"p_request_id": request.id})
 
         return await self._transactions.write(work)
 
     async def renew_claims(self, holder: str, lease: timedelta) -> int:
         """The heartbeat: push back the expiry of every claim `holder` has."""
 
-        async def work(session: AsyncSession) -> int:
-            result = await session.execute(
+        def work(session: Session) -> int:
+            result = session.execute(
                 update(InboxClaim).where(InboxClaim.holder == holder).values(expires_at=utc_now() + lease)
             )
             return result.rowcount  # type: ignore[attr-defined,no-any-return]
@@ -197,20 +200,20 @@ class InboxStore:
     async def release(self, holder: str, chat_id: int | None = None, user_id: int | None = None) -> None:
         """Give up one conversation's claim (or, with no conversation named, all of `holder`'s)."""
 
-        async def work(session: AsyncSession) -> None:
+        def work(session: Session) -> None:
             statement = delete(InboxClaim).where(InboxClaim.holder == holder)
             if chat_id is not None:
                 statement = statement.where(InboxClaim.chat_id == chat_id, InboxClaim.user_id == user_id)
-            await session.execute(statement)
+            session.execute(statement)
 
         await self._transactions.write(work)
 
     async def release_one(self, holder: str, chat_id: int, user_id: int) -> StoredRequest | None:
         """Give up one conversation's claim; its `oldest_waiting` request then, in the same transaction."""
 
-        async def work(session: AsyncSession) -> StoredRequest | None:
-            await session.execute(_RELEASE_ONE, {"p_chat_id": chat_id, "p_user_id": user_id, "p_holder": holder})
-            return await _oldest(session, chat_id, user_id)
+        def work(session: Session) -> StoredRequest | None:
+            session.execute(_RELEASE_ONE, {"p_chat_id": chat_id, "p_user_id": user_id, "p_holder": holder})
+            return _oldest(session, chat_id, user_id)
 
         return await self._transactions.write(work)
 
@@ -232,6 +235,8 @@ _FINISH = (
         done_at=bindparam("p_done_at", type_=INBOX.c.done_at.type),
     )
 )
+_STORED_UPDATES = select(INBOX.c.update_id).where(INBOX.c.update_id.in_(bindparam("p_update_ids", expanding=True)))
+_ADD = INBOX.insert().returning(*INBOX.c)  # many rows at once (SQLAlchemy's "insertmanyvalues")
 _OLDEST = (
     select(INBOX)
     .where(INBOX.c.chat_id == bindparam("p_chat_id"), INBOX.c.user_id == bindparam("p_user_id"),
@@ -241,15 +246,15 @@ _OLDEST = (
 )
 
 
-async def finish_requests(session: AsyncSession, request_ids: Sequence[int]) -> None:
+def finish_requests(session: Session, request_ids: Sequence[int]) -> None:
     """`InboxStore.finish` inside a transaction of the caller's (an answer's close: `storage.store`)."""
-    await session.execute(_FINISH, {
+    session.execute(_FINISH, {
         "p_ids": list(request_ids), "p_status": InboxStatus.DONE, "p_payload": {}, "p_outbox": [],
         "p_done_at": utc_now(),
     })
 
 
-def _claim_statement(session: AsyncSession) -> Any:
+def _claim_statement(session: Session) -> Any:
     """One statement takes a claim: inserted if there is none, taken over if it is the holder's own
     or its lease has run out (the row is locked meanwhile); the holder's name comes back only then."""
     name = session.get_bind().dialect.name
@@ -267,14 +272,14 @@ def _claim_statement(session: AsyncSession) -> Any:
     return _CLAIM[name]
 
 
-async def _claim(session: AsyncSession, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
+def _claim(session: Session, chat_id: int, user_id: int, holder: str, lease: timedelta) -> bool:
     now = utc_now()
-    taken = await session.scalar(_claim_statement(session), {
+    taken = session.scalar(_claim_statement(session), {
         "p_chat_id": chat_id, "p_user_id": user_id, "p_holder": holder, "p_expires_at": now + lease, "p_now": now,
     })
     return taken is not None
 
 
-async def _oldest(session: AsyncSession, chat_id: int, user_id: int) -> StoredRequest | None:
-    row = (await session.execute(_OLDEST, {"p_chat_id": chat_id, "p_user_id": user_id})).one_or_none()
+def _oldest(session: Session, chat_id: int, user_id: int) -> StoredRequest | None:
+    row = session.execute(_OLDEST, {"p_chat_id": chat_id, "p_user_id": user_id}).one_or_none()
     return None if row is None else stored_request(row)  # type: ignore[arg-type]

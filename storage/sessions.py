@@ -1,6 +1,13 @@
 """Short transactions on one engine, for every part of the store: the one place that retries write
 races and turns "the database can't do this now" into `DatabaseUnavailable`.
 
+A transaction's body is a plain function of a SQLAlchemy `Session` (`def work(session) -> T`, no
+awaits), as SQLAlchemy documents for `AsyncSession.run_sync`: on SQLite it runs on a synchronous
+engine, called directly on the event loop's thread (`storage.sqlite_driver` says why); on other
+databases it runs through the async engine, `run_sync` inside an `AsyncSession`'s transaction. The
+store's helpers (`storage.queries`, `storage.turn_reads`, `storage.turn_writes`, …) are therefore
+the same synchronous functions on either.
+
 A write that collides on a unique key with a concurrent writer (two tasks creating the same user,
 image or claim at once) is run again and then sees the other writer's row. A database that is
 locked past the lock timeout, full, or not answering raises `DatabaseUnavailable`, so callers can
@@ -11,21 +18,22 @@ the file's write lock (BEGIN IMMEDIATE). Left to SQLite's busy handler, a crowd 
 sleeps in steps of up to 100 ms and polls; the lock is free most of that time, and a writer that
 keeps losing the race runs past the lock timeout while the database is idle. Other processes on the
 same file hold it up to the lock timeout: a call finding the file locked gives up after a moment
-(`storage.sqlite_driver`, whose calls run on the event loop's thread) and the write is tried again
-after a pause, without blocking the loop; the wait for this process's own writers counts apart.
+(`storage.sqlite_driver`) and the write is tried again after a pause, without blocking the loop;
+the wait for this process's own writers counts apart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from storage.database import DEFAULT_LOCK_TIMEOUT_S, sessionmakers
 from storage.errors import DatabaseUnavailable
@@ -33,6 +41,7 @@ from storage.sqlite_driver import is_locked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Work = Callable[[Session], T]  # a transaction's body
 
 WRITE_ATTEMPTS = 5
 # While another program holds SQLite's write lock, a write looks again after these pauses (doubling).
@@ -55,27 +64,31 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 class Transactions:
-    """The writer and reader sessions of one engine (see the module docstring)."""
+    """Read and write transactions on one engine: a synchronous one (SQLite, called on the loop's
+    thread) or an async one (see the module docstring)."""
 
-    def __init__(self, engine: AsyncEngine, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+    def __init__(self, engine: Engine | AsyncEngine, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         self.engine = engine
         self._writer, self._reader = sessionmakers(engine)
         self._lock_timeout_s = lock_timeout_s
         # SQLite has one writer at a time: this process's writers queue here (see the docstring).
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction."""
+    @property
+    def sync_engine(self) -> Engine:
+        """The synchronous engine the bodies' sessions run on (where SQLAlchemy's events are)."""
+        return self.engine.sync_engine if isinstance(self.engine, AsyncEngine) else self.engine
+
+    async def read(self, work: Work[T]) -> T:
+        """Run `work` in a read-only transaction."""
         try:
-            async with self._reader() as session, session.begin():
-                yield session
+            return await _run(self._reader, work)
         except Exception as error:
             if is_unavailable(error):
                 raise DatabaseUnavailable(str(error)) from error
             raise
 
-    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def write(self, work: Work[T]) -> T:
         """Run `work` in a write transaction, again when a concurrent writer won a unique-key race."""
         if self._write_turn is None:
             return await self._write(work)
@@ -91,15 +104,14 @@ class Transactions:
         finally:
             self._write_turn.release()
 
-    async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def _write(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
         locked_until = loop.time() + self._lock_timeout_s
         pause = LOCK_POLL_FIRST_S
         attempt = 1
         while True:
             try:
-                async with self._writer() as session, session.begin():
-                    return await work(session)
+                return await _run(self._writer, work)
             except IntegrityError:
                 if attempt == WRITE_ATTEMPTS:
                     raise
@@ -114,3 +126,13 @@ class Transactions:
                 if is_unavailable(error):
                     raise DatabaseUnavailable(str(error)) from error
                 raise
+
+
+async def _run(sessions: sessionmaker[Session] | async_sessionmaker, work: Work[T]) -> T:
+    """`work` in one transaction of a session from `sessions`: called directly for a synchronous
+    engine's, through `run_sync` for an async one's."""
+    if isinstance(sessions, sessionmaker):
+        with sessions() as session, session.begin():
+            return work(session)
+    async with sessions() as session, session.begin():
+        return await session.run_sync(work)

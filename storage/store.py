@@ -1,33 +1,32 @@
 """The store the bot talks to: conversations, turns and images behind a small async API.
 
 It owns one engine and its session factories for its lifetime (`start()` .. `stop()`); every
-method runs in its own short transaction (`storage.sessions`) and returns frozen values from
-storage.types. The requests waiting to be answered live in `Store.inbox` (`storage.inbox`); image
-bytes are decoded in the store's bounded `DecodePool`.
+method runs in its own short transaction (`storage.sessions`, a synchronous body) and returns
+frozen values from storage.types. The requests waiting to be answered live in `Store.inbox`
+(`storage.inbox`); image bytes are decoded in the store's bounded `DecodePool`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage import chat_moves, cleanup, convert
-from storage.database import DEFAULT_LOCK_TIMEOUT_S, create_engine, erase_traces
+from storage.database import DEFAULT_LOCK_TIMEOUT_S, create_engine, create_store_engine, dispose, erase_traces
 from storage.errors import NotFound, StorageError
 from storage.images import DEFAULT_MAX_SIDE, DecodePool, NormalisedImage
 from storage.inbox import InboxStore, finish_requests
 from storage.pictures import PictureCache
 from storage.migrations import upgrade_engine
 from storage.queries import (
-    active_conversation_row,
     count_rows,
+    find_or_start_conversation,
     get_or_add_placeholder,
     image_row,
     is_open_conversation,
@@ -39,7 +38,7 @@ from storage.queries import (
 from storage.schema import Chat, Conversation, Image, Turn, TurnImage, User, utc_now
 from storage.sessions import Transactions
 from storage.turn_reads import QUESTION_OF_REQUEST, TURN_OF_MESSAGE, TURNS_OF_CONVERSATION, TURNS_OF_REQUEST
-from storage.turn_writes import NewTurn, append_turn_row, chat_of_turn, close_turn_row, link_messages, mark_active
+from storage.turn_writes import append_turn_row, chat_of_turn, close_turn_row, link_messages, mark_active
 from storage.types import (
     AskedQuestion,
     ChatInfo,
@@ -54,7 +53,6 @@ from storage.types import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
 
 
 class Store:
@@ -96,13 +94,13 @@ class Store:
             await upgrade_engine(migrating)
         finally:
             await migrating.dispose()
-        engine = create_engine(self.database_url, lock_timeout_s=self.lock_timeout_s, on_loop_thread=True)
+        engine = create_store_engine(self.database_url, lock_timeout_s=self.lock_timeout_s)
         self._transactions = Transactions(engine, lock_timeout_s=self.lock_timeout_s)
         self._inbox = InboxStore(self._transactions)
 
     async def stop(self) -> None:
         if self._transactions is not None:
-            await self._transactions.engine.dispose()
+            await dispose(self._transactions.engine)
         self._transactions = self._inbox = None
 
     @property
@@ -121,8 +119,8 @@ class Store:
     async def active_conversation(self, chat_id: int, user_id: int) -> ConversationRef:
         """The open conversation of this user in this chat, started if there is none."""
 
-        async def work(session: AsyncSession) -> ConversationRef:
-            return convert.conversation_ref(await active_conversation_row(session, chat_id, user_id))
+        def work(session: Session) -> ConversationRef:
+            return find_or_start_conversation(session, chat_id, user_id)
 
         return await self._write(work)
 
@@ -132,33 +130,36 @@ class Store:
         """`touch`, `active_conversation` and its `history`, in one transaction: all a question
         needs before its turn is added."""
 
-        async def work(session: AsyncSession) -> tuple[ConversationRef, list[StoredTurn]]:
-            await record_user_and_chat(session, user, chat)
-            conversation = await active_conversation_row(session, chat.id, user.id)
-            return convert.conversation_ref(conversation), await self._turns_of(session, conversation.id)
+        def work(session: Session) -> tuple[ConversationRef, list[StoredTurn]]:
+            record_user_and_chat(session, user, chat)
+            conversation = find_or_start_conversation(session, chat.id, user.id)
+            return conversation, self._turns_of(session, conversation.id)
 
         return await self._write(work)
 
     async def new_conversation(self, chat_id: int, user_id: int) -> ConversationRef:
         """Close the user's open conversation in this chat (if any) and start a fresh one."""
 
-        async def work(session: AsyncSession) -> ConversationRef:
-            await lock_user(session, user_id)
-            await session.execute(
+        def work(session: Session) -> ConversationRef:
+            lock_user(session, user_id)
+            session.execute(
                 update(Conversation)
                 .where(is_open_conversation(chat_id, user_id))
                 .values(closed_at=utc_now())
                 .execution_options(synchronize_session=False)
             )
-            return convert.conversation_ref(await start_conversation(session, chat_id, user_id))
+            return convert.conversation_ref(start_conversation(session, chat_id, user_id))
 
         return await self._write(work)
 
     async def conversation(self, conversation_id: int) -> ConversationRef | None:
         """One conversation by id (open or closed): whose it is and whether it is still open."""
-        async with self._read() as session:
-            row = await session.get(Conversation, conversation_id)
+
+        def work(session: Session) -> ConversationRef | None:
+            row = session.get(Conversation, conversation_id)
             return None if row is None else convert.conversation_ref(row)
+
+        return await self._read(work)
 
     # -- turns -------------------------------------------------------------------------------
 
@@ -182,17 +183,17 @@ class Store:
         elif len(normalised) != len(images):
             raise ValueError("one normalised image is needed for each image")
 
-        async def work(session: AsyncSession) -> StoredTurn:
+        def work(session: Session) -> StoredTurn:
             if inbox_item_id is not None:
-                stored = await QUESTION_OF_REQUEST(session, {"p_request_id": inbox_item_id})
+                stored = QUESTION_OF_REQUEST(session, {"p_request_id": inbox_item_id})
                 if stored:
                     return stored[0]
-            turn = await append_turn_row(
+            turn = append_turn_row(
                 session, conversation_id, role="user", status=status, text=text, inbox_item_id=inbox_item_id
             )
             shown = []
             for index, (given, image) in enumerate(zip(images, normalised)):
-                row = await image_row(
+                row = image_row(
                     session, image, given.file_unique_id, hashlib.sha256(given.data).hexdigest()
                 )
                 session.add(TurnImage(turn_id=turn.id, position=index, image_id=row.id))
@@ -200,9 +201,9 @@ class Store:
                 if image.picture is not None:
                     self.pictures.put(row.sha256, image.picture)
             if shown:
-                await session.flush()
-            linked = await link_messages(session, turn.id, turn.chat_id, message_ids)
-            return _stored_new_turn(turn, "user", status, text, images=tuple(shown), message_ids=linked)
+                session.flush()
+            linked = link_messages(session, turn.id, turn.chat_id, message_ids)
+            return turn.stored(images=tuple(shown), message_ids=linked)
 
         return await self._write(work)
 
@@ -214,23 +215,23 @@ class Store:
         `conversation_so_far`, `add_user_turn`, `chat_settings` and `open_assistant_turn` in one.
         Once per request: the caller knows (`turns_for_request`) that its question is not stored yet."""
 
-        async def work(session: AsyncSession) -> AskedQuestion:
-            chat_settings = await record_user_and_chat(session, user, chat)
-            conversation = await active_conversation_row(session, chat.id, user.id)
-            history = await self._turns_of(session, conversation.id)
-            question = await append_turn_row(
+        def work(session: Session) -> AskedQuestion:
+            chat_settings = record_user_and_chat(session, user, chat)
+            conversation = find_or_start_conversation(session, chat.id, user.id)
+            history = self._turns_of(session, conversation.id)
+            question = append_turn_row(
                 session, conversation.id, role="user", status=TurnStatus.COMPLETE, text=text,
                 inbox_item_id=inbox_item_id,
             )
-            linked = await link_messages(session, question.id, question.chat_id, message_ids)
-            answer = await append_turn_row(
+            linked = link_messages(session, question.id, question.chat_id, message_ids)
+            answer = append_turn_row(
                 session, conversation.id, role="assistant", status=TurnStatus.PENDING,
                 inbox_item_id=inbox_item_id, after=question,
             )
             return AskedQuestion(
                 conversation_id=conversation.id,
-                history=(*history, _stored_new_turn(question, "user", TurnStatus.COMPLETE, text, message_ids=linked)),
-                answer=_stored_new_turn(answer, "assistant", TurnStatus.PENDING, ""),
+                history=(*history, question.stored(message_ids=linked)),
+                answer=answer.stored(),
                 chat_settings=chat_settings,
             )
 
@@ -245,11 +246,11 @@ class Store:
     ) -> StoredTurn:
         """Append an assistant turn in PENDING state, to be closed when generation ends."""
 
-        async def work(session: AsyncSession) -> StoredTurn:
-            turn = await append_turn_row(
+        def work(session: Session) -> StoredTurn:
+            turn = append_turn_row(
                 session, conversation_id, role="assistant", status=TurnStatus.PENDING, inbox_item_id=inbox_item_id
             )
-            return _stored_new_turn(turn, "assistant", TurnStatus.PENDING, "")
+            return turn.stored()
 
         return await self._write(work)
 
@@ -278,21 +279,21 @@ class Store:
             total_s=total_s, finished_at=utc_now(),
         )
 
-        async def work(session: AsyncSession) -> None:
-            conversation_id = await close_turn_row(session, turn_id, values)
-            chat_id = await mark_active(session, conversation_id)
+        def work(session: Session) -> None:
+            conversation_id = close_turn_row(session, turn_id, values)
+            chat_id = mark_active(session, conversation_id)
             if message_ids is not None:
-                await link_messages(session, turn_id, chat_id, message_ids, only=replacing_links)
+                link_messages(session, turn_id, chat_id, message_ids, only=replacing_links)
             if finishes_request is not None:
-                await finish_requests(session, [finishes_request])
+                finish_requests(session, [finishes_request])
 
         await self._write(work)
 
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None:
         """Change only a turn's status (e.g. SUPERSEDED when /retry replaces an answer)."""
 
-        async def work(session: AsyncSession) -> None:
-            result = await session.execute(
+        def work(session: Session) -> None:
+            result = session.execute(
                 update(Turn).where(Turn.id == turn_id).values(status=TurnStatus(status))
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
@@ -305,8 +306,8 @@ class Store:
         message already linked to another turn moves to this one. With `only`, these are all its
         messages now (a preview that gave way to the final message is no longer one of them)."""
 
-        async def work(session: AsyncSession) -> None:
-            await link_messages(session, turn_id, await chat_of_turn(session, turn_id), message_ids, only=only)
+        def work(session: Session) -> None:
+            link_messages(session, turn_id, chat_of_turn(session, turn_id), message_ids, only=only)
 
         await self._write(work)
 
@@ -314,43 +315,45 @@ class Store:
 
     async def history(self, conversation_id: int) -> list[StoredTurn]:
         """Every turn of the conversation in order, each with its images and message ids."""
-        async with self._read() as session:
-            if await session.get(Conversation, conversation_id) is None:
+
+        def work(session: Session) -> list[StoredTurn]:
+            if session.get(Conversation, conversation_id) is None:
                 raise NotFound(f"conversation {conversation_id} does not exist")
-            return await self._turns_of(session, conversation_id)
+            return self._turns_of(session, conversation_id)
+
+        return await self._read(work)
 
     @staticmethod
-    async def _turns_of(session: AsyncSession, conversation_id: int) -> list[StoredTurn]:
-        return await TURNS_OF_CONVERSATION(session, {"p_conversation_id": conversation_id})
+    def _turns_of(session: Session, conversation_id: int) -> list[StoredTurn]:
+        return TURNS_OF_CONVERSATION(session, {"p_conversation_id": conversation_id})
 
     async def turns_for_request(self, inbox_item_id: int) -> list[StoredTurn]:
         """The turns written for one inbox request, in order (its question, its answer attempts)."""
-        async with self._read() as session:
-            return await TURNS_OF_REQUEST(session, {"p_request_id": inbox_item_id})
+        return await self._read(lambda session: TURNS_OF_REQUEST(session, {"p_request_id": inbox_item_id}))
 
     async def turn_for_message(self, chat_id: int, message_id: int) -> StoredTurn | None:
         """The turn (any user's) that a Telegram message in this chat belongs to."""
-        async with self._read() as session:
-            turns = await TURN_OF_MESSAGE(session, {"p_chat_id": chat_id, "p_message_id": message_id})
-            return turns[0] if turns else None
+        turns = await self._read(
+            lambda session: TURN_OF_MESSAGE(session, {"p_chat_id": chat_id, "p_message_id": message_id})
+        )
+        return turns[0] if turns else None
 
     async def image_for_file(self, file_unique_id: str) -> StoredImage | None:
         """An image already stored under Telegram's file_unique_id, to skip a download."""
-        async with self._read() as session:
-            image = await session.scalar(
-                select(Image).where(Image.file_unique_id == file_unique_id).limit(1)
-            )
+
+        def work(session: Session) -> StoredImage | None:
+            image = session.scalar(select(Image).where(Image.file_unique_id == file_unique_id).limit(1))
             return None if image is None else convert.stored_image(image)
+
+        return await self._read(work)
 
     async def ping(self) -> None:
         """One trivial query, for health checks: raises when the database does not answer it."""
-        async with self._read() as session:
-            await session.execute(select(1))
+        await self._read(lambda session: session.execute(select(1)).scalar())
 
     async def stats(self) -> StoreStats:
         """Row counts and stored image bytes, for the admin /stats command."""
-        async with self._read() as session:
-            return await count_rows(session)
+        return await self._read(count_rows)
 
     # -- privacy and retention ---------------------------------------------------------------
 
@@ -391,15 +394,18 @@ class Store:
     # -- internals ---------------------------------------------------------------------------
 
     async def _read_settings(self, model: type[User] | type[Chat], row_id: int) -> dict[str, Any]:
-        async with self._read() as session:
-            row = await session.get(model, row_id)
+
+        def work(session: Session) -> dict[str, Any]:
+            row = session.get(model, row_id)
             return dict(row.settings) if row is not None else {}
+
+        return await self._read(work)
 
     async def _update_settings(
         self, model: type[User] | type[Chat], row_id: int, values: dict[str, Any]
     ) -> dict[str, Any]:
-        async def work(session: AsyncSession) -> dict[str, Any]:
-            row = await get_or_add_placeholder(session, model, row_id)
+        def work(session: Session) -> dict[str, Any]:
+            row = get_or_add_placeholder(session, model, row_id)
             row.settings = merge_settings(row.settings, values)
             return dict(row.settings)
 
@@ -410,24 +416,9 @@ class Store:
             raise StorageError("store is not started")
         return self._transactions
 
-    def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
-        return self._started().read()
+    async def _read(self, work: Callable[[Session], T]) -> T:
+        return await self._started().read(work)
 
-    async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def _write(self, work: Callable[[Session], T]) -> T:
         return await self._started().write(work)
 
-
-def _stored_new_turn(
-    turn: NewTurn,
-    role: str,
-    status: TurnStatus,
-    text: str,
-    *,
-    images: tuple[StoredImage, ...] = (),
-    message_ids: tuple[int, ...] = (),
-) -> StoredTurn:
-    """A turn `append_turn_row` just wrote, as the store hands turns out."""
-    return StoredTurn(
-        id=turn.id, conversation_id=turn.conversation_id, position=turn.position, role=role, text=text,
-        status=TurnStatus(status), images=images, message_ids=message_ids, created_at=turn.created_at,
-    )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.schema import Image, Turn, TurnImage, TurnMessage
 from storage.types import StoredImage, StoredTurn
@@ -56,15 +56,15 @@ class TurnRead:
             .order_by(TURN_IMAGES.c.turn_id, TURN_IMAGES.c.position)
         )
 
-    async def __call__(self, session: AsyncSession, parameters: dict[str, Any]) -> list[StoredTurn]:
-        rows = (await session.execute(self._turns, parameters)).all()
+    def __call__(self, session: Session, parameters: dict[str, Any]) -> list[StoredTurn]:
+        rows = session.execute(self._turns, parameters).all()
         if not rows:
             return []
         messages: dict[int, list[int]] = defaultdict(list)
-        for turn_id, message_id in await session.execute(self._messages, parameters):
+        for turn_id, message_id in session.execute(self._messages, parameters):
             messages[turn_id].append(message_id)
         images: dict[int, list[StoredImage]] = defaultdict(list)
-        for turn_id, *image in await session.execute(self._images, parameters):
+        for turn_id, *image in session.execute(self._images, parameters):
             images[turn_id].append(StoredImage(*image))
         return [_stored_turn(row, images.get(row.id, ()), messages.get(row.id, ())) for row in rows]
 

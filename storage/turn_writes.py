@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.schema import Conversation, Turn, TurnMessage, utc_now
-from storage.types import TurnStatus
+from storage.types import StoredImage, StoredTurn, TurnStatus
 
 CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
 TURNS: Table = Turn.__table__  # type: ignore[assignment]
@@ -40,9 +40,20 @@ class NewTurn:
     chat_id: int
     position: int
     created_at: datetime
+    role: str
+    status: TurnStatus
+    text: str
+
+    def stored(self, *, images: tuple[StoredImage, ...] = (), message_ids: tuple[int, ...] = ()) -> StoredTurn:
+        """The turn as the store hands turns out, with the images and messages linked to it."""
+        return StoredTurn(
+            id=self.id, conversation_id=self.conversation_id, position=self.position, role=self.role,
+            text=self.text, status=self.status, images=images, message_ids=message_ids,
+            created_at=self.created_at,
+        )
 
 
-def upsert(session: AsyncSession, table: Table) -> Any:
+def upsert(session: Session, table: Table) -> Any:
     """INSERT … ON CONFLICT for this session's database (SQLite and PostgreSQL both have it)."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
@@ -91,7 +102,7 @@ _UNLINK_OTHERS = delete(TURN_MESSAGES).where(
 _LINK: dict[str, Any] = {}  # dialect name → the upsert of one link
 
 
-def _link_statement(session: AsyncSession) -> Any:
+def _link_statement(session: Session) -> Any:
     name = session.get_bind().dialect.name
     if name not in _LINK:
         statement = upsert(session, TURN_MESSAGES)
@@ -102,16 +113,16 @@ def _link_statement(session: AsyncSession) -> Any:
     return _LINK[name]
 
 
-async def mark_active(session: AsyncSession, conversation_id: int) -> int:
+def mark_active(session: Session, conversation_id: int) -> int:
     """Mark the conversation active now, locking its row; its chat id. Raises NotFound."""
-    chat_id = await session.scalar(_MARK_ACTIVE, {"p_conversation_id": conversation_id, "p_now": utc_now()})
+    chat_id = session.scalar(_MARK_ACTIVE, {"p_conversation_id": conversation_id, "p_now": utc_now()})
     if chat_id is None:
         raise NotFound(f"conversation {conversation_id} does not exist")
     return int(chat_id)
 
 
-async def append_turn_row(
-    session: AsyncSession,
+def append_turn_row(
+    session: Session,
     conversation_id: int,
     *,
     role: str,
@@ -123,21 +134,21 @@ async def append_turn_row(
     """A new last turn in the conversation (two statements: the conversation marked active and
     locked, then the turn inserted at the position after the last). `after`: the turn this
     transaction appended just before, which marked and locked the conversation already."""
-    chat_id = after.chat_id if after is not None else await mark_active(session, conversation_id)
+    chat_id = after.chat_id if after is not None else mark_active(session, conversation_id)
     created_at = utc_now()
     turn_id, position = (
-        await session.execute(_APPEND_TURN, {
+        session.execute(_APPEND_TURN, {
             "p_conversation_id": conversation_id, "p_role": role, "p_text": text,
             "p_status": TurnStatus(status), "p_now": created_at, "p_inbox_item_id": inbox_item_id,
         })
     ).one()
-    return NewTurn(turn_id, conversation_id, chat_id, position, created_at)
+    return NewTurn(turn_id, conversation_id, chat_id, position, created_at, role, TurnStatus(status), text)
 
 
-async def close_turn_row(session: AsyncSession, turn_id: int, values: dict[str, Any]) -> int:
+def close_turn_row(session: Session, turn_id: int, values: dict[str, Any]) -> int:
     """Write how a turn ended (`values`: its status, text, counts, timings and finished_at); its
     conversation's id. Raises NotFound."""
-    conversation_id = await session.scalar(
+    conversation_id = session.scalar(
         _CLOSE_TURN, {"p_turn_id": turn_id, **{f"p_{name}": value for name, value in values.items()}}
     )
     if conversation_id is None:
@@ -145,24 +156,24 @@ async def close_turn_row(session: AsyncSession, turn_id: int, values: dict[str, 
     return int(conversation_id)
 
 
-async def chat_of_turn(session: AsyncSession, turn_id: int) -> int:
+def chat_of_turn(session: Session, turn_id: int) -> int:
     """The chat a turn's conversation is in. Raises NotFound."""
-    chat_id = await session.scalar(_CHAT_OF_TURN, {"p_turn_id": turn_id})
+    chat_id = session.scalar(_CHAT_OF_TURN, {"p_turn_id": turn_id})
     if chat_id is None:
         raise NotFound(f"turn {turn_id} does not exist")
     return int(chat_id)
 
 
-async def link_messages(
-    session: AsyncSession, turn_id: int, chat_id: int, message_ids: Sequence[int], *, only: bool = False
+def link_messages(
+    session: Session, turn_id: int, chat_id: int, message_ids: Sequence[int], *, only: bool = False
 ) -> tuple[int, ...]:
     """Point these chat messages at the turn, taking them from any turn they pointed at before;
     with `only`, the turn's other links go. The ids linked, sorted (all of the turn's with `only`)."""
     wanted = tuple(sorted(set(message_ids)))
     if only:
-        await session.execute(_UNLINK_OTHERS, {"p_turn_id": turn_id, "p_keep": list(wanted)})
+        session.execute(_UNLINK_OTHERS, {"p_turn_id": turn_id, "p_keep": list(wanted)})
     if wanted:
-        await session.execute(
+        session.execute(
             _link_statement(session),
             [{"chat_id": chat_id, "message_id": message_id, "turn_id": turn_id} for message_id in wanted],
         )

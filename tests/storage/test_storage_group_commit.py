@@ -23,7 +23,7 @@ def request(update_id: int, user_id: int | None = None) -> NewRequest:
 
 def commits_of(store: Store) -> list[int]:
     commits: list[int] = []
-    event.listen(store._started().engine.sync_engine, "commit", lambda connection: commits.append(1))
+    event.listen(store._started().sync_engine, "commit", lambda connection: commits.append(1))
     return commits
 
 

@@ -1,5 +1,5 @@
-"""The store's SQLite calls run on the event loop's thread, and a write lock another program holds
-is waited for without stopping the loop."""
+"""The store's SQLite transactions run on the event loop's thread, and a write lock another program
+holds is waited for without stopping the loop."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ from storage.types import ChatInfo, UserInfo
 
 
 async def test_statements_run_on_the_event_loops_thread(tmp_path):
+    def thread_of_statements(session) -> int:
+        session.connection().connection.dbapi_connection.create_function("thread_id", 0, threading.get_ident)
+        return session.scalar(text("SELECT thread_id()"))
+
     async with Store(f"sqlite+aiosqlite:///{tmp_path / 'inline.sqlite3'}") as store:
-        async with store._read() as session:
-            raw = (await (await session.connection()).get_raw_connection()).driver_connection
-            await raw.create_function("thread_id", 0, threading.get_ident)
-            ran_on = await session.scalar(text("SELECT thread_id()"))
-    assert ran_on == threading.get_ident()
+        ran_on_for_reads = await store._started().read(thread_of_statements)
+        ran_on_for_writes = await store._started().write(thread_of_statements)
+    assert ran_on_for_reads == ran_on_for_writes == threading.get_ident()
 
 
 async def test_a_write_waits_for_another_programs_lock_while_the_loop_goes_on(tmp_path):

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from sqlalchemy import event
 
-from storage.database import create_engine
+from storage.database import create_engine, create_store_engine, dispose
 from storage.errors import DatabaseUnavailable
 from storage.migrations import upgrade_engine
 from storage.schema import User, utc_now
@@ -33,10 +33,13 @@ async def test_a_write_that_waits_past_the_lock_timeout_says_the_database_is_una
 
 
 async def test_a_full_disk_says_the_database_is_unavailable(tmp_path):
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'full.sqlite3'}")
-    await upgrade_engine(engine)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'full.sqlite3'}"
+    migrating = create_engine(url)
+    await upgrade_engine(migrating)
+    await migrating.dispose()
+    engine = create_store_engine(url)
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _no_room_left(dbapi_connection, record):  # the file may not grow any more
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA page_count")
@@ -44,10 +47,9 @@ async def test_a_full_disk_says_the_database_is_unavailable(tmp_path):
         cursor.execute(f"PRAGMA max_page_count={pages}")
         cursor.close()
 
-    await engine.dispose()  # new connections get the limit
     transactions = Transactions(engine)
 
-    async def fill(session) -> None:
+    def fill(session) -> None:
         now = utc_now()
         session.add_all(
             User(id=n, first_name="x" * 200, settings={}, first_seen_at=now, last_seen_at=now)
@@ -58,4 +60,4 @@ async def test_a_full_disk_says_the_database_is_unavailable(tmp_path):
         with pytest.raises(DatabaseUnavailable, match="full"):
             await transactions.write(fill)
     finally:
-        await engine.dispose()
+        await dispose(engine)
