@@ -26,7 +26,7 @@ import asyncio
 import ssl
 import urllib.request
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import certifi
@@ -44,7 +44,7 @@ CONNECT_TIMEOUT_S = 5.0
 POOL_TIMEOUT_S = 1.0
 MEDIA_WRITE_TIMEOUT_S = 20.0
 FORM_ENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
-Proxy = dict[str, Any]  # the proxy arguments of one aiohttp request: none, or proxy and proxy_auth
+Proxy = dict[str, Any]  # the proxy argument of one aiohttp request, or none
 
 
 class AiohttpRequest(BaseRequest):
@@ -124,8 +124,7 @@ class AiohttpRequest(BaseRequest):
         return self._timeouts[kind] if _unset(given) else given
 
     def _proxy_for(self, url: str) -> Proxy:
-        """The environment's proxy for the URL's scheme (its credentials apart, as aiohttp wants
-        them), unless NO_PROXY names the URL's host."""
+        """The environment's proxy for the URL's scheme, unless NO_PROXY names the URL's host."""
         try:
             parts = urlsplit(url)
         except ValueError:
@@ -136,23 +135,13 @@ class AiohttpRequest(BaseRequest):
             if proxy is None or urllib.request.proxy_bypass_environment(host[1], self._proxies):
                 self._proxy_of_host[host] = {}
             else:
-                self._proxy_of_host[host] = _proxy_arguments(proxy)
+                self._proxy_of_host[host] = {"proxy": proxy}  # credentials in it are aiohttp's to send
         return self._proxy_of_host[host]
 
 
 def _without_token(text: str, url: str) -> str:
     """`text` without the call's URL, whose path holds the bot token (aiohttp quotes a URL it can't use)."""
     return TOKEN_SHAPE.sub(REDACTED, text.replace(url, "<the Bot API URL>"))
-
-
-def _proxy_arguments(proxy: str) -> Proxy:
-    """aiohttp's arguments for a proxy URL: the address, and the credentials it holds apart."""
-    parts = urlsplit(proxy)
-    address = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-    if parts.username is None:
-        return {"proxy": address}
-    return {"proxy": address,
-            "proxy_auth": aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))}
 
 
 def _unset(value: Any) -> bool:
