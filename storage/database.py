@@ -134,13 +134,18 @@ async def _checkpoint_was_busy(engine: Engine | AsyncEngine) -> bool:
             finally:
                 await cursor.close()
     else:
-        with engine.connect() as connection:
-            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                busy, _, _ = cursor.execute(CHECKPOINT).fetchone()
-            finally:
-                cursor.close()
+        busy = await asyncio.to_thread(_checkpoint_on_sync_engine, engine)  # it copies the whole log
     return bool(busy)
+
+
+def _checkpoint_on_sync_engine(engine: Engine) -> int:
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            busy, _, _ = cursor.execute(CHECKPOINT).fetchone()
+        finally:
+            cursor.close()
+    return int(busy)
 
 
 def sessionmakers(

@@ -20,6 +20,11 @@ keeps losing the race runs past the lock timeout while the database is idle. Oth
 same file hold it up to the lock timeout: a call finding the file locked gives up after a moment
 (`storage.sqlite_driver`) and the write is tried again after a pause, without blocking the loop;
 the wait for this process's own writers counts apart.
+
+A long write (an erasure, the retention purge: thousands of rows) would hold every other task of
+the bot back while SQLite works on the loop's thread; `write(work, off_loop=True)` runs its body on
+a worker thread instead, still in this process's turn for writes, while the loop answers reads
+and queues other writes behind it.
 """
 
 from __future__ import annotations
@@ -88,10 +93,11 @@ class Transactions:
                 raise DatabaseUnavailable(str(error)) from error
             raise
 
-    async def write(self, work: Work[T]) -> T:
-        """Run `work` in a write transaction, again when a concurrent writer won a unique-key race."""
+    async def write(self, work: Work[T], *, off_loop: bool = False) -> T:
+        """Run `work` in a write transaction, again when a concurrent writer won a unique-key race.
+        `off_loop`: a long write, run on a worker thread where it would run on the loop's."""
         if self._write_turn is None:
-            return await self._write(work)
+            return await self._write(work, off_loop)
         try:
             async with asyncio.timeout(self._lock_timeout_s):
                 await self._write_turn.acquire()
@@ -100,18 +106,18 @@ class Transactions:
                 f"database is locked (waited {self._lock_timeout_s:g} s for this process's other writes)"
             ) from error
         try:
-            return await self._write(work)
+            return await self._write(work, off_loop)
         finally:
             self._write_turn.release()
 
-    async def _write(self, work: Work[T]) -> T:
+    async def _write(self, work: Work[T], off_loop: bool) -> T:
         loop = asyncio.get_running_loop()
         locked_until = loop.time() + self._lock_timeout_s
         pause = LOCK_POLL_FIRST_S
         attempt = 1
         while True:
             try:
-                return await _run(self._writer, work)
+                return await _run(self._writer, work, off_loop=off_loop)
             except IntegrityError:
                 if attempt == WRITE_ATTEMPTS:
                     raise
@@ -128,11 +134,17 @@ class Transactions:
                 raise
 
 
-async def _run(sessions: sessionmaker[Session] | async_sessionmaker, work: Work[T]) -> T:
+async def _run(sessions: sessionmaker[Session] | async_sessionmaker, work: Work[T], *, off_loop: bool = False) -> T:
     """`work` in one transaction of a session from `sessions`: called directly for a synchronous
-    engine's, through `run_sync` for an async one's."""
+    engine's (on a worker thread if `off_loop`), through `run_sync` for an async one's."""
     if isinstance(sessions, sessionmaker):
-        with sessions() as session, session.begin():
-            return work(session)
+        if off_loop:
+            return await asyncio.to_thread(_in_transaction, sessions, work)
+        return _in_transaction(sessions, work)
     async with sessions() as session, session.begin():
         return await session.run_sync(work)
+
+
+def _in_transaction(sessions: sessionmaker[Session], work: Work[T]) -> T:
+    with sessions() as session, session.begin():
+        return work(session)

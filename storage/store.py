@@ -361,7 +361,7 @@ class Store:
         """Delete the user, their conversations in every chat, their settings and private chat,
         their waiting requests, and images nobody else references; then leave no readable copy
         of any of it in the database files. Returns the number of rows removed."""
-        removed = await self._write(lambda session: cleanup.forget_user_rows(session, user_id))
+        removed = await self._write(lambda session: cleanup.forget_user_rows(session, user_id), off_loop=True)
         self.pictures.clear()
         await erase_traces(self._started().engine)
         return removed
@@ -376,7 +376,7 @@ class Store:
         Returns how many conversations were removed."""
         cutoff = utc_now() - older_than
         removed = await self._write(
-            lambda session: cleanup.purge_conversations_idle_since(session, cutoff)
+            lambda session: cleanup.purge_conversations_idle_since(session, cutoff), off_loop=True
         )
         if removed:
             self.pictures.clear()
@@ -419,6 +419,6 @@ class Store:
     async def _read(self, work: Callable[[Session], T]) -> T:
         return await self._started().read(work)
 
-    async def _write(self, work: Callable[[Session], T]) -> T:
-        return await self._started().write(work)
+    async def _write(self, work: Callable[[Session], T], *, off_loop: bool = False) -> T:
+        return await self._started().write(work, off_loop=off_loop)
 

@@ -1,5 +1,6 @@
-"""The store's SQLite transactions run on the event loop's thread, and a write lock another program
-holds is waited for without stopping the loop."""
+"""The store's SQLite transactions run on the event loop's thread (the long ones, erasures and the
+retention purge, on a worker thread), and a write lock another program holds is waited for without
+stopping the loop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
@@ -26,6 +28,47 @@ async def test_statements_run_on_the_event_loops_thread(tmp_path):
         ran_on_for_reads = await store._started().read(thread_of_statements)
         ran_on_for_writes = await store._started().write(thread_of_statements)
     assert ran_on_for_reads == ran_on_for_writes == threading.get_ident()
+
+
+async def test_a_long_write_runs_off_the_loop_while_reads_go_on_and_writes_wait_their_turn(tmp_path):
+    read_done = threading.Event()
+    order: list[str] = []
+
+    def long_write(session) -> bool:
+        session.execute(text("CREATE TABLE t (x)"))
+        # On the loop's thread this would wait for a read that could never run.
+        went_on = read_done.wait(timeout=5)
+        order.append("long")
+        return went_on
+
+    def short_write(session) -> None:
+        order.append("short")
+
+    async with Store(f"sqlite+aiosqlite:///{tmp_path / 'long.sqlite3'}") as store:
+        transactions = store._started()
+        long = asyncio.create_task(transactions.write(long_write, off_loop=True))
+        await asyncio.sleep(0.05)
+        short = asyncio.create_task(transactions.write(short_write))
+        assert (await store.stats()).users == 0  # a read while the long write runs
+        read_done.set()
+        assert await long
+        await short
+    assert order == ["long", "short"]
+
+
+async def test_an_erasure_and_the_retention_purge_delete_off_the_loops_thread(tmp_path, monkeypatch):
+    from storage import cleanup
+
+    threads: list[int] = []
+    for name in ("forget_user_rows", "purge_conversations_idle_since"):
+        real = getattr(cleanup, name)
+        monkeypatch.setattr(cleanup, name, lambda *args, real=real: threads.append(threading.get_ident()) or real(*args))
+    async with Store(f"sqlite+aiosqlite:///{tmp_path / 'erase.sqlite3'}") as store:
+        await store.touch(UserInfo(1, "Ann"), ChatInfo(1, "private"))
+        await store.purge_idle(timedelta(days=1))
+        assert await store.forget_user(1) > 0
+        assert (await store.stats()).users == 0
+    assert len(threads) == 2 and threading.get_ident() not in threads
 
 
 async def test_a_write_waits_for_another_programs_lock_while_the_loop_goes_on(tmp_path):
