@@ -44,7 +44,6 @@ CONNECT_TIMEOUT_S = 5.0
 POOL_TIMEOUT_S = 1.0
 MEDIA_WRITE_TIMEOUT_S = 20.0
 FORM_ENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
-Proxy = dict[str, Any]  # the proxy argument of one aiohttp request, or none
 
 
 class AiohttpRequest(BaseRequest):
@@ -68,7 +67,7 @@ class AiohttpRequest(BaseRequest):
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str] = {}  # scheme → proxy URL, from the environment at the start
-        self._proxy_of_host: dict[tuple[str, str], Proxy] = {}
+        self._proxy_of_host: dict[tuple[str, str], str | None] = {}
 
     @property
     def read_timeout(self) -> float | None:
@@ -111,7 +110,7 @@ class AiohttpRequest(BaseRequest):
         try:
             async with asyncio.timeout(_sum(pool, connect, write, read)):
                 async with self._session.request(
-                    method, url, **_body(request_data), **self._proxy_for(url), timeout=timeout,
+                    method, url, **_body(request_data), proxy=self._proxy_for(url), timeout=timeout,
                     allow_redirects=False,
                 ) as response:
                     return response.status, await response.read()
@@ -123,19 +122,17 @@ class AiohttpRequest(BaseRequest):
     def _chosen(self, given: Any, kind: str) -> float | None:
         return self._timeouts[kind] if _unset(given) else given
 
-    def _proxy_for(self, url: str) -> Proxy:
+    def _proxy_for(self, url: str) -> str | None:
         """The environment's proxy for the URL's scheme, unless NO_PROXY names the URL's host."""
         try:
             parts = urlsplit(url)
         except ValueError:
-            return {}  # aiohttp refuses the URL too, and says why
+            return None  # aiohttp refuses the URL too, and says why
         host = (parts.scheme, parts.hostname or "")
         if host not in self._proxy_of_host:
             proxy = self._proxies.get(parts.scheme)
-            if proxy is None or urllib.request.proxy_bypass_environment(host[1], self._proxies):
-                self._proxy_of_host[host] = {}
-            else:
-                self._proxy_of_host[host] = {"proxy": proxy}  # credentials in it are aiohttp's to send
+            bypassed = proxy is not None and urllib.request.proxy_bypass_environment(host[1], self._proxies)
+            self._proxy_of_host[host] = None if bypassed else proxy  # aiohttp sends its credentials
         return self._proxy_of_host[host]
 
 

@@ -111,11 +111,15 @@ async def dispose(engine: Engine | AsyncEngine) -> None:
 async def erase_traces(engine: Engine | AsyncEngine) -> bool:
     """After a delete: leave no readable copy of the deleted rows in any database file. On SQLite
     that is a TRUNCATE checkpoint (retried while readers hold old snapshots); True once it went
-    through. Other databases keep no such files of ours (see the README's Reliability section)."""
+    through. Other databases keep no such files of ours (see the README's Reliability section).
+    `engine`: the store's (`create_store_engine`: synchronous for SQLite)."""
     if engine.dialect.name != "sqlite":
         return True
+    if not isinstance(engine, Engine):
+        raise TypeError("erase_traces takes the store's engine, synchronous for SQLite (create_store_engine)")
     for _ in range(CHECKPOINT_ATTEMPTS):
-        if await _checkpoint_was_busy(engine):
+        # On a worker thread: the checkpoint copies the whole log into the database file.
+        if await asyncio.to_thread(_checkpoint_was_busy, engine):
             await asyncio.sleep(CHECKPOINT_RETRY_S)
             continue
         return True
@@ -123,29 +127,15 @@ async def erase_traces(engine: Engine | AsyncEngine) -> bool:
     return False
 
 
-async def _checkpoint_was_busy(engine: Engine | AsyncEngine) -> bool:
+def _checkpoint_was_busy(engine: Engine) -> bool:
     """Run the checkpoint on a driver connection, outside any transaction; True if it was busy."""
-    if isinstance(engine, AsyncEngine):
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            cursor = await raw.driver_connection.execute(CHECKPOINT)  # type: ignore[union-attr]
-            try:
-                busy, _, _ = await cursor.fetchone()
-            finally:
-                await cursor.close()
-    else:
-        busy = await asyncio.to_thread(_checkpoint_on_sync_engine, engine)  # it copies the whole log
-    return bool(busy)
-
-
-def _checkpoint_on_sync_engine(engine: Engine) -> int:
     with engine.connect() as connection:
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             busy, _, _ = cursor.execute(CHECKPOINT).fetchone()
         finally:
             cursor.close()
-    return int(busy)
+    return bool(busy)
 
 
 def sessionmakers(

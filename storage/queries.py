@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from storage.convert import conversation_ref
 from storage.images import NormalisedImage
 from storage.schema import Chat, Conversation, Image, Turn, User, utc_now
-from storage.turn_writes import upsert
+from storage.turn_writes import CONVERSATIONS, upsert
 from storage.types import ChatInfo, ConversationRef, StoreStats, TurnStatus, UserInfo
 
 Row = TypeVar("Row", User, Chat)
@@ -33,7 +33,6 @@ def open_conversation(chat_id: int, user_id: int) -> Select[tuple[Conversation]]
     return select(Conversation).where(is_open_conversation(chat_id, user_id))
 
 
-CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
 # Built once, run with parameters (see storage.turn_writes): every question looks it up, in Core.
 _OPEN_CONVERSATION = select(CONVERSATIONS).where(
     CONVERSATIONS.c.chat_id == bindparam("p_chat_id"), CONVERSATIONS.c.user_id == bindparam("p_user_id"),

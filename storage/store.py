@@ -421,4 +421,3 @@ class Store:
 
     async def _write(self, work: Callable[[Session], T], *, off_loop: bool = False) -> T:
         return await self._started().write(work, off_loop=off_loop)
-
